@@ -1,0 +1,75 @@
+"""Triton Python backend for nn.Linear(3, 1).
+
+All requests of one execute() call run as one forward pass: their inputs are concatenated, run
+once and split back. A request that cannot be used gets its own error response; the rest of the
+batch is still answered.
+"""
+import json
+import os
+
+import numpy as np
+import torch
+import triton_python_backend_utils as pb_utils
+from torch import nn
+
+IN_FEATURES = 3
+OUT_FEATURES = 1
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.logger = pb_utils.Logger
+        config = json.loads(args["model_config"])
+        self.input_name = config["input"][0]["name"]
+        output = config["output"][0]
+        self.output_name = output["name"]
+        # Output dtype comes from the config, not from torch.
+        self.output_dtype = pb_utils.triton_string_to_numpy(output["data_type"])
+
+        use_gpu = args["model_instance_kind"] == "GPU" and torch.cuda.is_available()
+        self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if use_gpu else "cpu")
+
+        weights = config.get("parameters", {}).get("weights", {}).get("string_value", "linear/pytorch_model.bin")
+        path = os.path.join(args["model_repository"], args["model_version"], weights)
+        # weights_only=True: a state_dict of tensors, never an unpickled module.
+        state_dict = torch.load(path, map_location=self.device, weights_only=True)
+        self.model = nn.Linear(IN_FEATURES, OUT_FEATURES).to(self.device)
+        self.model.load_state_dict(state_dict)
+        self.model.eval()
+        self.logger.log_info(f"linear: loaded {path} on {self.device}")
+
+    def _input(self, request):
+        tensor = pb_utils.get_input_tensor_by_name(request, self.input_name)
+        if tensor is None:
+            raise ValueError(f"missing input '{self.input_name}'")
+        x = tensor.as_numpy()
+        if x.dtype != np.float32 or x.ndim != 2 or x.shape[1] != IN_FEATURES or x.shape[0] == 0:
+            raise ValueError(
+                f"input '{self.input_name}' must be FP32 [batch>=1, {IN_FEATURES}], got {x.dtype} {list(x.shape)}"
+            )
+        return x
+
+    def execute(self, requests):
+        responses = [None] * len(requests)
+        good, arrays = [], []
+        for i, request in enumerate(requests):
+            try:
+                arrays.append(self._input(request))
+                good.append(i)
+            except ValueError as exc:
+                responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+
+        if arrays:
+            sizes = [a.shape[0] for a in arrays]
+            batch = torch.from_numpy(np.concatenate(arrays)).to(self.device)
+            with torch.inference_mode():
+                out = self.model(batch).cpu().numpy().astype(self.output_dtype, copy=False)
+            for i, part in zip(good, np.split(out, np.cumsum(sizes)[:-1])):
+                self.logger.log_verbose(f"linear: request {i} rows={part.shape[0]}")
+                responses[i] = pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor(self.output_name, part)]
+                )
+        return responses
+
+    def finalize(self):
+        self.logger.log_info("linear: finalize")

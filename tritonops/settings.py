@@ -1,0 +1,43 @@
+"""Versions, ports and paths, read from the repo's single source of truth: versions.env."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VERSIONS_FILE = ROOT / "versions.env"
+
+
+def parse_env_file(path: Path) -> dict[str, str]:
+    """Parse a KEY=VALUE file (comments and blank lines ignored); errors name the file and line."""
+    values: dict[str, str] = {}
+    for lineno, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"{path}:{lineno}: expected KEY=VALUE, got {raw!r}")
+        values[key] = value
+    return values
+
+
+@functools.cache
+def versions() -> dict[str, str]:
+    return parse_env_file(VERSIONS_FILE)
+
+
+def get(key: str) -> str:
+    try:
+        return versions()[key]
+    except KeyError:
+        raise KeyError(f"{VERSIONS_FILE}: no {key}= line") from None
+
+
+def port(name: str) -> int:
+    """Default port by role: 'http', 'grpc' or 'metrics'."""
+    return int(get(f"{name.upper()}_PORT"))
+
+
+MODEL_NAME = get("MODEL_NAME")
+MODEL_REPOSITORY = ROOT / get("MODEL_REPOSITORY")

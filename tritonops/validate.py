@@ -1,0 +1,187 @@
+"""Validate a Triton model repository before a server sees it.
+
+Every config.pbtxt is parsed with protobuf text_format into Triton's own ModelConfig message
+(tritonclient's model_config_pb2), then checked for what Triton would reject at load time. All
+problems are reported at once, each naming the file and the field.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+# File Triton loads from a version directory when default_model_filename is not set.
+DEFAULT_MODEL_FILE = {
+    "python": "model.py",
+    "onnxruntime": "model.onnx",
+    "pytorch": "model.pt",
+    "tensorrt": "model.plan",
+    "openvino": "model.xml",
+}
+PLATFORM_BACKEND = {
+    "onnxruntime_onnx": "onnxruntime",
+    "pytorch_libtorch": "pytorch",
+    "tensorrt_plan": "tensorrt",
+    "tensorflow_savedmodel": "tensorflow",
+    "tensorflow_graphdef": "tensorflow",
+    "ensemble": "ensemble",
+}
+WEIGHT_SUFFIXES = {".bin", ".pt", ".pth"}
+
+
+@dataclass(frozen=True)
+class Problem:
+    path: Path
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.field}: {self.message}" if self.field else f"{self.path}: {self.message}"
+
+
+def load_config(path: Path) -> tuple[mc.ModelConfig | None, list[Problem]]:
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [Problem(path, "", f"cannot read: {exc}")]
+    config = mc.ModelConfig()
+    try:
+        text_format.Parse(text, config)
+    except text_format.ParseError as exc:
+        where = f"line {exc.GetLine()}, column {exc.GetColumn()}" if exc.GetLine() else "syntax"
+        return None, [Problem(path, where, str(exc).split(" : ", 1)[-1])]
+    return config, []
+
+
+def _check_tensors(cfg_path: Path, kind: str, tensors) -> list[Problem]:
+    problems, seen = [], set()
+    for i, t in enumerate(tensors):
+        field = f"{kind}[{i}]" + (f" ({t.name})" if t.name else "")
+        if not t.name:
+            problems.append(Problem(cfg_path, f"{field}.name", "must not be empty"))
+        elif t.name in seen:
+            problems.append(Problem(cfg_path, f"{field}.name", f"duplicate {kind} name '{t.name}'"))
+        seen.add(t.name)
+        if t.data_type == mc.TYPE_INVALID:
+            problems.append(Problem(cfg_path, f"{field}.data_type", "missing or TYPE_INVALID"))
+        if not t.dims and not t.HasField("reshape"):
+            problems.append(Problem(cfg_path, f"{field}.dims", "must list at least one dimension"))
+        for d in t.dims:
+            if d == 0 or d < -1:
+                problems.append(Problem(cfg_path, f"{field}.dims", f"dimension {d} is invalid (use > 0, or -1 for variable)"))
+    return problems
+
+
+def _check_batching(cfg_path: Path, config: mc.ModelConfig) -> list[Problem]:
+    problems = []
+    mbs = config.max_batch_size
+    if mbs < 0:
+        problems.append(Problem(cfg_path, "max_batch_size", f"{mbs} is negative"))
+    if config.HasField("dynamic_batching"):
+        if mbs == 0:
+            problems.append(Problem(cfg_path, "dynamic_batching", "requires max_batch_size > 0"))
+        for size in config.dynamic_batching.preferred_batch_size:
+            if size <= 0:
+                problems.append(Problem(cfg_path, "dynamic_batching.preferred_batch_size", f"{size} must be > 0"))
+            elif mbs > 0 and size > mbs:
+                problems.append(Problem(cfg_path, "dynamic_batching.preferred_batch_size",
+                                        f"{size} is larger than max_batch_size {mbs}"))
+    for i, group in enumerate(config.instance_group):
+        if group.count < 0:
+            problems.append(Problem(cfg_path, f"instance_group[{i}].count", f"{group.count} is negative"))
+        if group.kind == mc.ModelInstanceGroup.KIND_CPU and group.gpus:
+            problems.append(Problem(cfg_path, f"instance_group[{i}].gpus", "KIND_CPU instances cannot name GPUs"))
+    return problems
+
+
+def _check_weights(path: Path) -> Problem | None:
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure means Triton's model would fail too
+        return Problem(path, "", f"not loadable with torch.load(weights_only=True): {type(exc).__name__}: {exc}".split("\n")[0])
+    return None
+
+
+def _check_version_dirs(model_dir: Path, cfg_path: Path, config: mc.ModelConfig) -> list[Problem]:
+    problems = []
+    versions = sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    if not versions:
+        return [Problem(model_dir, "", "no numeric version directory (e.g. 1/)")]
+    backend = config.backend or PLATFORM_BACKEND.get(config.platform, "")
+    model_file = config.default_model_filename or DEFAULT_MODEL_FILE.get(backend)
+    weights_param = config.parameters["weights"].string_value if "weights" in config.parameters else ""
+    for vdir in versions:
+        if model_file and not (vdir / model_file).exists():
+            field = "default_model_filename" if config.default_model_filename else "backend"
+            problems.append(Problem(vdir, field, f"{backend} backend needs {vdir / model_file}, which is missing"))
+        if weights_param:
+            wpath = vdir / weights_param
+            if not wpath.is_file():
+                problems.append(Problem(cfg_path, "parameters[weights]", f"weights file {wpath} is missing"))
+        if backend == "python":  # state_dicts a model.py may load: all must be safe to load
+            for f in sorted(vdir.rglob("*")):
+                if f.suffix in WEIGHT_SUFFIXES and f.is_file():
+                    problem = _check_weights(f)
+                    if problem:
+                        problems.append(problem)
+    return problems
+
+
+def validate_model(model_dir: Path) -> list[Problem]:
+    cfg_path = model_dir / "config.pbtxt"
+    if not cfg_path.is_file():
+        return [Problem(model_dir, "", "missing config.pbtxt")]
+    config, problems = load_config(cfg_path)
+    if config is None:
+        return problems
+    if config.name and config.name != model_dir.name:
+        problems.append(Problem(cfg_path, "name", f"'{config.name}' does not match the directory name '{model_dir.name}'"))
+    if not config.backend and not config.platform:
+        problems.append(Problem(cfg_path, "backend", "neither backend nor platform is set"))
+    if config.platform != "ensemble":
+        if not config.input:
+            problems.append(Problem(cfg_path, "input", "no inputs declared"))
+        if not config.output:
+            problems.append(Problem(cfg_path, "output", "no outputs declared"))
+    problems += _check_tensors(cfg_path, "input", config.input)
+    problems += _check_tensors(cfg_path, "output", config.output)
+    problems += _check_batching(cfg_path, config)
+    problems += _check_version_dirs(model_dir, cfg_path, config)
+    return problems
+
+
+def validate_repository(repo: Path) -> list[Problem]:
+    repo = Path(repo)
+    if not repo.is_dir():
+        return [Problem(repo, "", "model repository directory does not exist")]
+    models = sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not models:
+        return [Problem(repo, "", "no model directories")]
+    return [problem for model in models for problem in validate_model(model)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tritonops validate", description=__doc__)
+    parser.add_argument("repository", nargs="?", type=Path, default=None, help="model repository (default: the repo's)")
+    args = parser.parse_args(argv)
+    from . import settings
+
+    repo = args.repository or settings.MODEL_REPOSITORY
+    problems = validate_repository(repo)
+    if problems:
+        print(f"{repo}: {len(problems)} problem(s):", file=sys.stderr)
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 1
+    print(f"{repo}: valid ({', '.join(p.name for p in sorted(repo.iterdir()) if p.is_dir())})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
