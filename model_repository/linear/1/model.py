@@ -47,6 +47,9 @@ class TritonPythonModel:
             raise ValueError(
                 f"input '{self.input_name}' must be FP32 [batch>=1, {IN_FEATURES}], got {x.dtype} {list(x.shape)}"
             )
+        if not np.isfinite(x).all():
+            # NaN/Inf would silently come back as NaN: refuse them, for this request only.
+            raise ValueError(f"input '{self.input_name}' contains NaN or Inf")
         return x
 
     def execute(self, requests):
@@ -57,7 +60,9 @@ class TritonPythonModel:
                 arrays.append(self._input(request))
                 good.append(i)
             except ValueError as exc:
-                responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc)))
+                # INVALID_ARG: the client's fault, so HTTP answers 400 rather than 500.
+                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
+                responses[i] = pb_utils.InferenceResponse(error=error)
 
         if arrays:
             sizes = [a.shape[0] for a in arrays]

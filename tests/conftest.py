@@ -1,0 +1,87 @@
+"""Fixtures shared by the suites: a real tritonserver (the wheel's) on free ports."""
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tritonops import settings
+from tritonops.server import LocalServer, free_port
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip where an engine/host cannot run here; in CI a skip would hide a missing install step."""
+    if IN_CI:
+        pytest.fail(f"CI=true but: {reason}")
+    pytest.skip(reason)
+
+
+def start_server(repository: Path, log_path: Path, **kwargs) -> LocalServer:
+    server = LocalServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                         host="127.0.0.1", log_path=log_path, **kwargs)
+    return server.start()
+
+
+@pytest.fixture
+def serve_repository(tmp_path):
+    """Factory: serve another model repository on free ports; stopped when the test ends."""
+    servers = []
+
+    def serve(repository: Path, **kwargs) -> LocalServer:
+        servers.append(start_server(repository, tmp_path / f"server{len(servers)}.log", **kwargs))
+        return servers[-1]
+
+    yield serve
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def triton(tmp_path_factory):
+    """The repo's model_repository served by a real tritonserver for the whole session."""
+    log = tmp_path_factory.mktemp("triton") / "server.log"
+    server = start_server(settings.MODEL_REPOSITORY, log)
+    yield server
+    server.stop()
+
+
+class Http:
+    """Raw HTTP to the server: status code and decoded JSON, for tests that send malformed requests."""
+
+    def __init__(self, base: str):
+        self.base = f"http://{base}"
+
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+        req = urllib.request.Request(self.base + path, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def post_json(self, path: str, payload) -> tuple[int, dict]:
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        status, raw = self.request("POST", path, body, {"Content-Type": "application/json"})
+        return status, json.loads(raw) if raw else {}
+
+    def get_json(self, path: str) -> tuple[int, dict]:
+        status, raw = self.request("GET", path)
+        return status, json.loads(raw) if raw else {}
+
+
+@pytest.fixture(scope="session")
+def http(triton) -> Http:
+    return Http(triton.http_url)
+
+
+@pytest.fixture(scope="session")
+def max_batch_size(http) -> int:
+    status, config = http.get_json(f"/v2/models/{settings.MODEL_NAME}/config")
+    assert status == 200, config
+    return config["max_batch_size"]

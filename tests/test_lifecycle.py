@@ -1,0 +1,124 @@
+"""`tritonops serve` (what `make serve` runs): READY banner, clean stop, clear start-up errors."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tritonops import settings
+from tritonops.server import LocalServer, ServerError, free_port
+
+CLI = [sys.executable, "-m", "tritonops.cli", "serve", "--host", "127.0.0.1"]
+
+
+def ports() -> list[str]:
+    return ["--http-port", str(free_port()), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
+
+
+def live_processes() -> dict[int, tuple[int, str]]:
+    """pid -> (parent pid, command line) of every process that is not a zombie."""
+    procs = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                procs[int(entry.name)] = (int(fields[1]), (entry / "cmdline").read_text().replace("\0", " "))
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return procs
+
+
+def process_tree(root: int) -> dict[int, str]:
+    """pid -> command line of every live process below root."""
+    procs, tree, frontier = live_processes(), {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, (ppid, cmd) in procs.items():
+            if ppid == parent and pid not in tree:
+                tree[pid] = cmd
+                frontier.append(pid)
+    return tree
+
+
+def run_until_ready(extra: list[str]) -> tuple[subprocess.Popen, list[str]]:
+    proc = subprocess.Popen(CLI + extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True, cwd=settings.ROOT)
+    lines = []
+    deadline = time.monotonic() + 90
+    for line in proc.stdout:
+        lines.append(line)
+        if "Triton is READY" in line or time.monotonic() > deadline:
+            break
+    return proc, lines
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_serve_stops_cleanly_and_leaves_no_children(signum):
+    proc, lines = run_until_ready(ports())
+    try:
+        assert any("Triton is READY" in l for l in lines), "".join(lines[-20:])
+        tree = process_tree(proc.pid)
+        assert any("bin/tritonserver" in c for c in tree.values()), tree
+        assert any("triton_python_backend_stub" in c for c in tree.values()), tree
+        started = time.monotonic()
+        proc.send_signal(signum)
+        out, _ = proc.communicate(timeout=30)
+        assert proc.returncode == 0, out
+        assert "stopped." in out
+        # Stop is prompt (Triton's own exit timeout is shortened); not a benchmark, a bound.
+        assert time.monotonic() - started < 15
+        left = {pid: cmd for pid, (_, cmd) in live_processes().items() if pid in tree}
+        assert left == {}, f"processes left behind: {left}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(CLI + ["--http-port", str(port), "--grpc-port", str(free_port()),
+                                       "--metrics-port", str(free_port())],
+                                capture_output=True, text=True, timeout=60, cwd=settings.ROOT)
+    assert result.returncode == 1
+    assert f"HTTP port {port} on 127.0.0.1 is already in use" in result.stderr
+
+
+def test_invalid_repository_is_refused_before_start(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(settings.MODEL_REPOSITORY, repo)
+    cfg = repo / "linear" / "config.pbtxt"
+    cfg.write_text(cfg.read_text().replace('name: "linear"', 'name: "other"'))
+    result = subprocess.run(CLI + ["--repository", str(repo)] + ports(), capture_output=True, text=True,
+                            timeout=60, cwd=settings.ROOT)
+    assert result.returncode == 1
+    assert "invalid model repository" in result.stderr
+    assert f"{cfg}: name: 'other' does not match the directory name 'linear'" in result.stderr
+
+
+def test_model_load_failure_shows_tritons_reason(tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(settings.MODEL_REPOSITORY, repo)
+    model_py = repo / "linear" / "1" / "model.py"
+    model_py.write_text(model_py.read_text().replace(
+        "    def initialize(self, args):\n",
+        "    def initialize(self, args):\n        raise RuntimeError('deliberate failure in initialize')\n"))
+    server = LocalServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                         host="127.0.0.1", log_path=tmp_path / "server.log")
+    with pytest.raises(ServerError) as err:
+        server.start()
+    assert "exited with code" in str(err.value)
+    assert "deliberate failure in initialize" in str(err.value)
+    assert server.descendants() == []
