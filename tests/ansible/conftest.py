@@ -1,0 +1,24 @@
+"""Shared by the Ansible suites: hostchecks/ runs only when a target host is named."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+IN_CI = os.environ.get("CI") == "true"
+
+
+def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
+    """hostchecks/ is the testinfra suite: it runs only against a host named with --hosts."""
+    if "hostchecks" in collection_path.parts and not config.getoption("hosts", default=None):
+        return True
+    return None
+
+
+def skip_or_fail(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"CI=true but: {reason}")
+    pytest.skip(reason)
+
+

@@ -1,0 +1,36 @@
+"""Run the repo's ansible-playbook (from ansible/, with its ansible.cfg) and read its PLAY RECAP."""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from tritonops import settings
+
+ANSIBLE_DIR = settings.ROOT / "ansible"
+VENV_BIN = Path(sys.executable).parent
+
+
+@dataclass
+class PlayResult:
+    rc: int
+    output: str
+
+    def recap(self) -> dict[str, dict[str, int]]:
+        """PLAY RECAP per host: {'host': {'ok': 12, 'changed': 0, ...}}."""
+        hosts = {}
+        for host, fields in re.findall(r"^(\S+)\s+:\s+(ok=.*)$", self.output, flags=re.M):
+            hosts[host] = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", fields)}
+        return hosts
+
+
+def ansible_playbook(*args: str, timeout: float = 1800) -> PlayResult:
+    """Run ansible-playbook from ansible/ with its ansible.cfg; output is kept for the assertion messages."""
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_NOCOLOR": "1", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
+    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), *args], cwd=ANSIBLE_DIR, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    return PlayResult(proc.returncode, proc.stdout)
