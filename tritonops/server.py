@@ -49,6 +49,11 @@ def backend_directory() -> Path:
     stub = home / "python_backend_stubs" / pyver / "triton_python_backend_stub"
     if not stub.exists():
         raise ServerError(f"the wheel has no Python backend stub for Python {pyver} ({stub})")
+    missing = [l.split()[0] for l in subprocess.run(["ldd", str(stub)], capture_output=True, text=True).stdout.splitlines()
+               if "not found" in l]
+    if missing:  # without libpython the model load hangs until the stub times out: say so up front
+        raise ServerError(f"the Python backend stub cannot find {', '.join(missing)} "
+                          f"(on Debian/Ubuntu: apt-get install libpython{pyver})")
     target = CACHE / "triton-backends" / "python"
     target.mkdir(parents=True, exist_ok=True)
     for src in [*(home / "backends" / "python").glob("*.*"), stub]:
