@@ -54,3 +54,34 @@ test-fast: $(VENV_STAMP) ## tests that need no Docker engine or test host
 
 clean: ## remove the virtualenv, caches and reports
 	rm -rf $(VENV) .cache reports .pytest_cache
+
+# --- images & compose ---
+# CPU image by default; GPU=1 builds FROM the NGC image / adds compose.gpu.yaml. MONITORING=1 adds
+# Prometheus + Grafana to `make up`. Logic lives in tritonops/images.py and tritonops/compose.py.
+IMAGE_FLAGS := $(if $(filter 1,$(GPU)),--gpu)
+COMPOSE_FLAGS := $(IMAGE_FLAGS) $(if $(filter 1,$(MONITORING)),--monitoring)
+.PHONY: base-image wheels image image-tarball standin-images up down logs
+
+base-image: $(VENV_STAMP) ## Debian base (debootstrap + docker import) and the CPU tritonserver base
+	$(PY) -m tritonops.images base-image
+
+wheels: $(VENV_STAMP) ## pip download the image's torch/transformers/numpy into images/wheels/ (GPU=1: NGC's Python)
+	$(PY) -m tritonops.images wheels $(IMAGE_FLAGS)
+
+image: $(VENV_STAMP) ## build the project image IMAGE_REPO:NGC_TAG-cpu (GPU=1: -gpu, FROM the NGC image)
+	$(PY) -m tritonops.images image $(IMAGE_FLAGS)
+
+image-tarball: $(VENV_STAMP) ## docker save the project image to .cache/images/<image>.tar (air-gapped hosts)
+	$(PY) -m tritonops.images tarball $(IMAGE_FLAGS)
+
+standin-images: $(VENV_STAMP) ## build local stand-ins tagged as the pinned Prometheus image (no registry here)
+	$(PY) -m tritonops.images standins
+
+up: $(VENV_STAMP) ## start the compose stack and wait until healthy (GPU=1, MONITORING=1, BIND_ADDRESS, HTTP_PORT...)
+	$(PY) -m tritonops.compose up $(COMPOSE_FLAGS)
+
+down: $(VENV_STAMP) ## stop and remove the compose stack
+	$(PY) -m tritonops.compose down $(COMPOSE_FLAGS)
+
+logs: $(VENV_STAMP) ## follow the compose stack's logs
+	$(PY) -m tritonops.compose logs $(COMPOSE_FLAGS)

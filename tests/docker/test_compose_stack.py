@@ -1,0 +1,172 @@
+"""The compose stack, for real: the CPU image from images/, compose/compose.yaml unmodified, the
+seed's request through the published 127.0.0.1 ports, Prometheus, hardening, restart, down.
+
+Tests run in file order against one stack; the last one takes it down.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from tritonops import contract, settings, smoke
+from tritonops.compose import BASE_FILE, COMPOSE_DIR
+from tritonops.server import check_port_free
+
+pytestmark = pytest.mark.docker
+
+DASHBOARD = COMPOSE_DIR / "grafana" / "dashboards" / "triton.json"
+
+
+def urls(stack) -> tuple[str, str, str]:
+    env = stack.env
+    host = env["BIND_ADDRESS"]
+    return (f"{host}:{env['HOST_HTTP_PORT']}", f"{host}:{env['HOST_GRPC_PORT']}",
+            f"http://{host}:{env['HOST_METRICS_PORT']}/metrics")
+
+
+def get(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        return r.read()
+
+
+def prometheus(stack, path: str, **params) -> dict:
+    env = stack.env
+    query = f"?{urllib.parse.urlencode(params)}" if params else ""
+    body = json.loads(get(f"http://{env['BIND_ADDRESS']}:{env['HOST_PROMETHEUS_PORT']}/api/v1/{path}{query}"))
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def wait_for(what: str, check, timeout: float = 60, every: float = 2):
+    """Poll check() until it returns a truthy value; fail with what and the last value."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"{what} not seen after {timeout:.0f}s (last: {last!r})")
+
+
+def triton_container(stack, docker_client):
+    ids = stack.container_ids("triton")
+    assert len(ids) == 1, f"expected one triton container, got {ids}"
+    return docker_client.containers.get(ids[0])
+
+
+def test_seed_request_over_published_http_and_grpc(stack):
+    http_url, grpc_url, _ = urls(stack)
+    out = io.StringIO()
+    smoke.run(http_url, grpc_url, out=out)  # raises SmokeFailure naming the path and the mismatch
+    assert out.getvalue().count("ok ") == 3, out.getvalue()
+
+
+def test_metrics_published_and_counting(stack):
+    http_url, _, metrics_url = urls(stack)
+    pattern = re.compile(rf'^nv_inference_request_success\{{model="{contract.MODEL}",version="{contract.VERSION}"\}} (\d+)', re.M)
+    before = int(pattern.search(get(metrics_url).decode()).group(1))
+    y = smoke.infer_http(http_url, contract.SEED_X, binary=True)
+    assert contract.check_output(contract.SEED_X, y) is None
+    after = int(pattern.search(get(metrics_url).decode()).group(1))
+    assert after == before + 1
+
+
+def test_prometheus_scrapes_triton(stack):
+    def triton_target():
+        targets = prometheus(stack, "targets")["activeTargets"]
+        return [t for t in targets if t["labels"]["job"] == "triton" and t["health"] == "up"]
+
+    target = wait_for("an `up` Prometheus target for job triton", triton_target)[0]
+    assert target["scrapeUrl"] == f"http://triton:{stack.env['METRICS_PORT']}/metrics"
+    up = prometheus(stack, "query", query='up{job="triton"}')["result"]
+    assert [r["value"][1] for r in up] == ["1"]
+
+
+def test_dashboard_queries_use_metrics_prometheus_scraped(stack):
+    http_url, grpc_url, _ = urls(stack)
+    dashboard = json.loads(DASHBOARD.read_text())
+    titles = " ".join(p["title"].lower() for p in dashboard["panels"])
+    for needed in ("request rate", "p50", "p99", "queue", "batch size", "gpu utilisation"):
+        assert needed in titles, f"{DASHBOARD}: no panel for {needed!r}"
+    datasource = (COMPOSE_DIR / "grafana/provisioning/datasources/prometheus.yml").read_text()
+    uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
+    assert uids == {"prometheus"} and "uid: prometheus" in datasource
+
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in re.findall(r"\b(nv_[a-z_]+)", e)}
+
+    def scraped_after_traffic():
+        for _ in range(5):  # keep traffic flowing so the rates and summaries have samples
+            smoke.infer_http(http_url, contract.SEED_X, binary=False)
+            smoke.infer_grpc(grpc_url, contract.SEED_X)
+        names = set(prometheus(stack, "label/__name__/values"))
+        return names if used - {m for m in used if m.startswith("nv_gpu_")} <= names else None
+
+    names = wait_for(f"dashboard metrics {sorted(used)} in Prometheus", scraped_after_traffic, timeout=90, every=3)
+    # The CPU image runs with --allow-gpu-metrics=false: GPU panels are the only ones without data here.
+    assert not {n for n in names if n.startswith("nv_gpu_")}
+    for expr in exprs:
+        result = prometheus(stack, "query", query=expr)  # a bad expression fails here (status error)
+        if not re.search(r"\bnv_gpu_", expr):
+            assert result["result"], f"dashboard query returned no series: {expr}"
+
+
+def test_container_hardening(stack, docker_client):
+    container = triton_container(stack, docker_client)
+    attrs, host = container.attrs, container.attrs["HostConfig"]
+    uid = container.exec_run(["id", "-u"]).output.decode().strip()
+    assert uid.isdigit() and uid != "0", f"server runs as uid {uid}"
+    models = [m for m in attrs["Mounts"] if m["Destination"] == "/models"]
+    assert len(models) == 1 and models[0]["RW"] is False, attrs["Mounts"]
+    write = container.exec_run(["touch", "/models/probe"])
+    assert write.exit_code != 0 and b"Read-only file system" in write.output
+    assert host["ReadonlyRootfs"] is True and host["Init"] is True
+    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    ulimits = {u["Name"]: (u["Soft"], u["Hard"]) for u in host["Ulimits"]}
+    assert ulimits == {"memlock": (-1, -1), "stack": (67108864, 67108864)}
+    shm = settings.get("SHM_SIZE")
+    want = int(shm[:-1]) * {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[shm[-1].lower()]
+    assert host["ShmSize"] == want
+    seen = container.exec_run(["python3", "-c", "import os; s = os.statvfs('/dev/shm'); print(s.f_blocks * s.f_frsize)"])
+    assert int(seen.output) == want, seen.output
+    labels = container.image.labels
+    assert labels["com.nvidia.tritonserver.version"] == settings.get("TRITON_VERSION")
+    assert labels["io.tritonops.torch.version"] == settings.get("TORCH_VERSION")
+    assert labels["io.tritonops.transformers.version"] == settings.get("TRANSFORMERS_VERSION")
+    assert container.attrs["State"]["Health"]["Status"] == "healthy"
+
+
+def test_killed_server_comes_back_by_restart_policy(stack, docker_client):
+    container = triton_container(stack, docker_client)
+    restarts = container.attrs["RestartCount"]
+    find = ("import os\nfor p in os.listdir('/proc'):\n"
+            "    if p.isdigit() and open(f'/proc/{p}/comm').read().strip() == 'tritonserver': print(p)")
+    pids = container.exec_run(["python3", "-c", find]).output.decode().split()
+    assert len(pids) == 1, f"tritonserver processes in the container: {pids}"
+    container.exec_run(["python3", "-c", f"import os, signal; os.kill({pids[0]}, signal.SIGKILL)"])
+
+    def restarted():
+        container.reload()
+        return container.attrs["RestartCount"] > restarts and container.attrs["State"]["Running"]
+
+    wait_for("the restart policy restarting the container", restarted, timeout=60, every=1)
+    stack.wait_healthy(timeout=120)
+    http_url, grpc_url, _ = urls(stack)
+    smoke.run(http_url, grpc_url, out=io.StringIO())
+
+
+def test_down_leaves_nothing(stack, docker_client):
+    stack.down()
+    label = {"label": f"com.docker.compose.project={stack.project}"}
+    assert docker_client.containers.list(all=True, filters=label) == []
+    assert docker_client.networks.list(filters=label) == []
+    assert docker_client.volumes.list(filters=label) == []
+    for key in ("HOST_HTTP_PORT", "HOST_GRPC_PORT", "HOST_METRICS_PORT", "HOST_PROMETHEUS_PORT"):
+        check_port_free(stack.env["BIND_ADDRESS"], int(stack.env[key]), key)  # raises if still bound
+    assert BASE_FILE.exists()  # compose files untouched by the run

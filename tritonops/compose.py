@@ -1,0 +1,179 @@
+"""Run the compose stack (compose/): write its env file from versions.env, then up / down / logs.
+
+`make up`, `make down` and `make logs` call this module. The env file holds every versions.env key
+(environment variables of the same name override them, as with `make up HTTP_PORT=9000`) plus what
+compose needs that is derived: the host ports (HOST_HTTP_PORT... default to the container ports),
+absolute paths, and the rendered Prometheus config (Prometheus does not expand variables itself).
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import shutil
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from . import images, settings
+
+COMPOSE_DIR = settings.ROOT / "compose"
+BASE_FILE = COMPOSE_DIR / "compose.yaml"
+GPU_FILE = COMPOSE_DIR / "compose.gpu.yaml"
+PROMETHEUS_TEMPLATE = COMPOSE_DIR / "prometheus" / "prometheus.yml"
+STATE = settings.ROOT / ".cache" / "compose"
+DEFAULT_PROJECT = "tritonops"
+# Host-side ports: the published port of each container port, overridable one by one.
+HOST_PORTS = {"HOST_HTTP_PORT": "HTTP_PORT", "HOST_GRPC_PORT": "GRPC_PORT", "HOST_METRICS_PORT": "METRICS_PORT",
+              "HOST_PROMETHEUS_PORT": "PROMETHEUS_PORT", "HOST_GRAFANA_PORT": "GRAFANA_PORT"}
+
+
+class ComposeError(RuntimeError):
+    pass
+
+
+@functools.cache
+def compose_command() -> tuple[str, ...]:
+    """`docker compose` (v2 plugin) where it exists, else Debian's `docker-compose` (v1); COMPOSE overrides."""
+    if os.environ.get("COMPOSE"):
+        return tuple(os.environ["COMPOSE"].split())
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ("docker", "compose")
+    if shutil.which("docker-compose"):
+        return ("docker-compose",)
+    raise ComposeError("neither `docker compose` nor `docker-compose` is installed (apt-get install docker-compose)")
+
+
+def environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
+    """versions.env, overridden by same-named environment variables and then by `overrides`."""
+    values = dict(settings.versions())
+    values.update({k: os.environ[k] for k in [*values, *HOST_PORTS] if k in os.environ})
+    values.update(overrides or {})
+    for host_key, container_key in HOST_PORTS.items():
+        values.setdefault(host_key, values[container_key])
+    repo = Path(values["MODEL_REPOSITORY"])
+    values["MODEL_REPOSITORY_DIR"] = str(repo if repo.is_absolute() else settings.ROOT / repo)
+    for key in [*HOST_PORTS, *HOST_PORTS.values()]:
+        if not values[key].isdigit() or not 0 < int(values[key]) < 65536:
+            raise ComposeError(f"{key}={values[key]!r}: expected a port number 1-65535")
+    if not Path(values["MODEL_REPOSITORY_DIR"]).is_dir():
+        raise ComposeError(f"MODEL_REPOSITORY={values['MODEL_REPOSITORY']}: no such directory")
+    return values
+
+
+def write_env(path: Path, overrides: dict[str, str] | None = None) -> Path:
+    """Write the env file (and the Prometheus config it points to) for one stack."""
+    values = environment(overrides)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prometheus = path.with_name(path.stem + ".prometheus.yml")
+    try:
+        prometheus.write_text(string.Template(PROMETHEUS_TEMPLATE.read_text()).substitute(values))
+    except (KeyError, ValueError) as exc:
+        raise ComposeError(f"{PROMETHEUS_TEMPLATE}: bad placeholder ({exc}); use ${{KEY}} with a versions.env KEY") from None
+    values["PROMETHEUS_CONFIG"] = str(prometheus)
+    path.write_text("# Written by tritonops.compose from versions.env; do not edit.\n"
+                    + "".join(f"{k}={v}\n" for k, v in values.items()))
+    return path
+
+
+class Stack:
+    """One compose project: its name, env file and files (GPU override, monitoring profile)."""
+
+    def __init__(self, project: str = DEFAULT_PROJECT, env_file: Path | None = None, gpu: bool = False,
+                 monitoring: bool = False):
+        self.project = project
+        self.env_file = env_file or STATE / f"{project}.env"
+        self.files = [BASE_FILE, GPU_FILE] if gpu else [BASE_FILE]
+        self.monitoring = monitoring
+
+    def command(self, *args: str) -> list[str]:
+        cmd = [*compose_command(), "--project-name", self.project, "--env-file", str(self.env_file)]
+        for f in self.files:
+            cmd += ["--file", str(f)]
+        if self.monitoring:
+            cmd += ["--profile", "monitoring"]
+        return [*cmd, *args]
+
+    def run(self, *args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+        cmd = self.command(*args)
+        proc = subprocess.run(cmd, **kwargs)
+        if check and proc.returncode != 0:
+            raise ComposeError(f"`{' '.join(cmd)}` failed with exit code {proc.returncode}")
+        return proc
+
+    def container_ids(self, service: str | None = None) -> list[str]:
+        args = ["ps", "-q"] + ([service] if service else [])
+        out = self.run(*args, capture_output=True, text=True).stdout
+        return out.split()
+
+    def up(self, services: list[str] | None = None, timeout: float = 240) -> None:
+        """`up -d`, then wait until every started container with a healthcheck is healthy (v1 has no --wait)."""
+        self.run("up", "-d", *(services or []))
+        self.wait_healthy(timeout)
+
+    def wait_healthy(self, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            states = {cid: _state(cid) for cid in self.container_ids()}
+            waiting = {cid: s for cid, s in states.items() if s.get("Health", {}).get("Status", "healthy") != "healthy"}
+            stopped = {cid: s for cid, s in states.items() if s.get("Status") not in ("running", "restarting")}
+            if states and not waiting and not stopped:
+                return
+            if time.monotonic() > deadline:
+                raise ComposeError(f"project {self.project}: not healthy after {timeout:.0f}s: "
+                                   + ", ".join(f"{cid[:12]} {s.get('Status')}/{s.get('Health', {}).get('Status')}"
+                                               for cid, s in {**waiting, **stopped}.items())
+                                   + f"\n{self.logs_tail()}")
+            time.sleep(1)
+
+    def logs_tail(self, lines: int = 40) -> str:
+        proc = self.run("logs", "--no-color", "--tail", str(lines), check=False, capture_output=True, text=True)
+        return proc.stdout + proc.stderr
+
+    def down(self) -> None:
+        self.run("down", "--volumes", "--remove-orphans", "--timeout", "20")
+
+
+def _state(container_id: str) -> dict:
+    out = subprocess.run(["docker", "inspect", "--format", "{{json .State}}", container_id],
+                         capture_output=True, text=True)
+    return json.loads(out.stdout) if out.returncode == 0 else {"Status": "gone"}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tritonops compose", description=__doc__)
+    parser.add_argument("what", choices=["env", "up", "down", "logs"])
+    parser.add_argument("--gpu", action="store_true", help="add compose.gpu.yaml (NGC image, GPUs reserved)")
+    parser.add_argument("--monitoring", action="store_true", help="also Prometheus and Grafana")
+    parser.add_argument("--project", default=DEFAULT_PROJECT, help="compose project name")
+    args = parser.parse_args(argv)
+    stack = Stack(args.project, gpu=args.gpu, monitoring=args.monitoring)
+    try:
+        if args.what in ("env", "up"):
+            write_env(stack.env_file)
+            print(f"env file: {stack.env_file}")
+        if args.what == "up":
+            env = settings.parse_env_file(stack.env_file)
+            image = f"{env['IMAGE_REPO']}:{env['NGC_TAG']}-{'gpu' if args.gpu else 'cpu'}"
+            if not images.image_exists(image):
+                raise ComposeError(f"image {image} is not built: run `make image{' GPU=1' if args.gpu else ''}` first")
+            stack.up()
+            print(f"healthy: HTTP {env['BIND_ADDRESS']}:{env['HOST_HTTP_PORT']}  gRPC {env['BIND_ADDRESS']}:"
+                  f"{env['HOST_GRPC_PORT']}  metrics {env['BIND_ADDRESS']}:{env['HOST_METRICS_PORT']}")
+        elif args.what == "down":
+            if not stack.env_file.exists():
+                write_env(stack.env_file)
+            stack.down()
+        elif args.what == "logs":
+            stack.run("logs", "--follow", "--tail", "200", check=False)
+    except ComposeError as exc:
+        print(f"compose: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

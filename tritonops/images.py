@@ -1,0 +1,284 @@
+"""Build the server images: the Debian base, the CPU Triton base, the project image, its wheels.
+
+`make base-image`, `make wheels`, `make image` and `make image-tarball` call this module. Names and
+versions come from versions.env. Builds use the classic builder and need no registry: the Debian
+base is made with debootstrap, every Python package comes from images/wheels/<flavour>/.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from . import settings
+
+IMAGES = settings.ROOT / "images"
+WHEELS = IMAGES / "wheels"
+CERTS = IMAGES / "certs"  # git-ignored; filled from the host at build time, used in build stages only
+HOST_CERTS = Path("/usr/local/share/ca-certificates")
+CACHE = settings.ROOT / ".cache" / "images"
+# glibc 2.35 (NGC's Ubuntu 22.04) and 2.36 (bookworm) run any of these; pip takes them literally.
+PLATFORMS = ("manylinux_2_35_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
+
+
+@dataclasses.dataclass(frozen=True)
+class Flavour:
+    name: str
+    python: str  # the base image's python3: pip downloads wheels for it
+    base: str    # BASE_IMAGE of images/Dockerfile
+
+    @property
+    def image(self) -> str:
+        return f"{settings.get('IMAGE_REPO')}:{settings.get('NGC_TAG')}-{self.name}"
+
+    @property
+    def wheels(self) -> Path:
+        return WHEELS / self.name
+
+
+def debian_base() -> str:
+    return f"{settings.get('DEBIAN_BASE_IMAGE')}:{settings.get('DEBIAN_SUITE')}"
+
+
+def cpu_base() -> str:
+    return f"{settings.get('CPU_BASE_IMAGE')}:{settings.get('NGC_TAG')}"
+
+
+def ngc_base() -> str:
+    return f"{settings.get('NGC_IMAGE')}:{settings.get('NGC_TAG')}-py3"
+
+
+# NGC 24.10 is Ubuntu 22.04 (Python 3.10); the CPU base is Debian bookworm (Python 3.11).
+FLAVOURS = {
+    "cpu": Flavour("cpu", "3.11", cpu_base()),
+    "gpu": Flavour("gpu", "3.10", ngc_base()),
+}
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def _run(cmd: list[str], **kwargs) -> None:
+    print("+", " ".join(cmd), flush=True)
+    try:
+        subprocess.run(cmd, check=True, **kwargs)
+    except FileNotFoundError:
+        raise BuildError(f"{cmd[0]} is not installed (see README: Images and compose)") from None
+    except subprocess.CalledProcessError as exc:
+        raise BuildError(f"{cmd[0]} failed with exit code {exc.returncode}") from None
+
+
+def image_exists(ref: str) -> bool:
+    return subprocess.run(["docker", "image", "inspect", ref], stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL).returncode == 0
+
+
+def _timed(what: str):
+    start = time.monotonic()
+
+    def done() -> None:
+        print(f"{what}: {time.monotonic() - start:.0f}s", flush=True)
+    return done
+
+
+def build_debian_base(force: bool = False) -> str:
+    """debootstrap a minimal bookworm and `docker import` it: no registry needed."""
+    ref = debian_base()
+    if image_exists(ref) and not force:
+        print(f"{ref}: present (--force rebuilds)")
+        return ref
+    if os.geteuid() != 0:
+        raise BuildError("debootstrap needs root: run `sudo make base-image`")
+    done = _timed(f"debian base {ref}")
+    suite, mirror = settings.get("DEBIAN_SUITE"), os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
+    root = CACHE / f"rootfs-{suite}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _run(["debootstrap", "--variant=minbase", suite, str(root), mirror])
+        security = mirror.replace("/debian", "/debian-security")
+        (root / "etc/apt/sources.list").write_text(
+            f"deb {mirror} {suite} main\ndeb {mirror} {suite}-updates main\ndeb {security} {suite}-security main\n")
+        # Like the official debian images: no translations, no recommends, no .deb cache in layers.
+        (root / "etc/apt/apt.conf.d/90tritonops").write_text(
+            'Acquire::Languages "none";\nAPT::Install-Recommends "false";\n'
+            'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb || true"; };\n')
+        for junk in ("var/lib/apt/lists", "var/cache/apt/archives"):
+            for entry in (root / junk).glob("*"):
+                if entry.is_file():
+                    entry.unlink()
+        tar = subprocess.Popen(["tar", "-C", str(root), "--numeric-owner", "-c", "."], stdout=subprocess.PIPE)
+        _run(["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", ref], stdin=tar.stdout)
+        if tar.wait() != 0:
+            raise BuildError(f"tar of {root} failed")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    done()
+    return ref
+
+
+def stage_certs() -> list[str]:
+    """Copy the host's extra CAs into the (git-ignored) build context; build stages trust them."""
+    shutil.rmtree(CERTS, ignore_errors=True)
+    CERTS.mkdir(parents=True)
+    names = []
+    for crt in sorted(HOST_CERTS.glob("*.crt")) if HOST_CERTS.is_dir() else []:
+        shutil.copy(crt, CERTS / crt.name)
+        names.append(crt.name)
+    return names
+
+
+def wheel_pins() -> list[str]:
+    return [f"torch=={settings.get('TORCH_VERSION')}", f"transformers=={settings.get('TRANSFORMERS_VERSION')}",
+            f"numpy=={settings.get('NUMPY_VERSION')}"]
+
+
+def download_wheels(flavour: Flavour) -> Path:
+    """`pip download` the image's pinned packages for the base's Python and platform."""
+    done = _timed(f"wheels for {flavour.name}")
+    flavour.wheels.mkdir(parents=True, exist_ok=True)
+    pyver = flavour.python.replace(".", "")
+    target = ["--only-binary=:all:", *(f"--platform={p}" for p in PLATFORMS), "--python-version", flavour.python,
+              "--implementation", "cp", "--abi", f"cp{pyver}", "--dest", str(flavour.wheels)]
+    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
+    _run([*pip, *target, *wheel_pins()])
+    if flavour.name == "cpu":
+        # The CPU base takes tritonserver from this wheel; its Python deps are the tooling's, not the server's.
+        _run([*pip, *target, "--no-deps", f"nvidia-pytriton=={settings.get('PYTRITON_VERSION')}"])
+    done()
+    return flavour.wheels
+
+
+def _context(dockerfile: Path, wheels: list[Path]) -> bytes:
+    """A build context with only what the Dockerfile uses: itself, certs/ and the wheels it installs."""
+    buf = io.BytesIO()
+    # GNU format: the CLI sniffs stdin's first 512 bytes, and a PAX header there reads as a Dockerfile.
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        tar.add(dockerfile, arcname="Dockerfile")
+        tar.add(CERTS, arcname="certs")
+        tar.add(WHEELS, arcname="wheels", recursive=False)
+        for wheel in wheels:
+            tar.add(wheel, arcname=f"wheels/{wheel.name}")
+    return buf.getvalue()
+
+
+def docker_build(dockerfile: Path, wheels: list[Path], tag: str, args: dict[str, str]) -> None:
+    stage_certs()
+    WHEELS.mkdir(parents=True, exist_ok=True)
+    cmd = ["docker", "build", "--tag", tag]
+    for key, value in args.items():
+        cmd += ["--build-arg", f"{key}={value}"]
+    # Classic builder: the context is a tar on stdin, so no unrelated flavour's wheels are sent.
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_BUILDKIT"} | {"DOCKER_BUILDKIT": "0"}
+    _run([*cmd, "-"], input=_context(dockerfile, wheels), env=env)
+
+
+def build_args() -> dict[str, str]:
+    """The versions.env keys images/Dockerfile declares as ARG (label versions, pins, ports, mode)."""
+    return {k: settings.get(k) for k in ("TRITON_VERSION", "NGC_TAG", "TORCH_VERSION", "TRANSFORMERS_VERSION",
+                                         "NUMPY_VERSION", "HTTP_PORT", "GRPC_PORT", "METRICS_PORT",
+                                         "MODEL_CONTROL_MODE")}
+
+
+def build_cpu_base(force: bool = False) -> str:
+    """Debian + the tritonserver from nvidia-pytriton, laid out like the NGC image."""
+    ref = cpu_base()
+    if image_exists(ref) and not force:
+        print(f"{ref}: present (--force rebuilds)")
+        return ref
+    build_debian_base()
+    done = _timed(f"cpu base {ref}")
+    wheels = sorted(FLAVOURS["cpu"].wheels.glob("nvidia_pytriton-*.whl"))
+    if not wheels:
+        download_wheels(FLAVOURS["cpu"])
+        wheels = sorted(FLAVOURS["cpu"].wheels.glob("nvidia_pytriton-*.whl"))
+    docker_build(IMAGES / "cpu-base.Dockerfile", wheels, ref, {"DEBIAN_BASE": debian_base(),
+                  **{k: settings.get(k) for k in ("TRITON_VERSION", "NGC_TAG", "PYTRITON_VERSION")}})
+    done()
+    return ref
+
+
+def build_image(flavour: Flavour) -> str:
+    if flavour.name == "cpu":
+        build_cpu_base()
+    elif not image_exists(flavour.base):
+        raise BuildError(f"{flavour.base} is not here: `docker login nvcr.io && docker pull {flavour.base}` "
+                         "first (or build the CPU image: make image)")
+    if not any(flavour.wheels.glob("torch-*.whl")):
+        download_wheels(flavour)
+    done = _timed(f"project image {flavour.image}")
+    wheels = sorted(w for w in flavour.wheels.glob("*.whl") if not w.name.startswith("nvidia_pytriton-"))
+    docker_build(IMAGES / "Dockerfile", wheels, flavour.image, {"BASE_IMAGE": flavour.base, **build_args()})
+    done()
+    size = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", flavour.image],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    print(f"{flavour.image}: {int(size) / 1e9:.2f} GB")
+    return flavour.image
+
+
+def build_standins() -> list[str]:
+    """Local stand-ins tagged with the official names compose/compose.yaml pins (no registry here).
+
+    An image already present under that name (pulled, or built before) is left alone. Grafana has
+    no offline build here (no Debian/PyPI/npm package ships its server); `make up MONITORING=1`
+    needs it pulled, and the tests check the dashboard's queries against Prometheus instead.
+    """
+    ref = f"{settings.get('PROMETHEUS_IMAGE')}:{settings.get('PROMETHEUS_TAG')}"
+    if image_exists(ref):
+        print(f"{ref}: present")
+        return [ref]
+    build_debian_base()
+    done = _timed(f"stand-in {ref}")
+    args = {"DEBIAN_BASE": debian_base(), **{k: settings.get(k) for k in ("PROMETHEUS_TAG", "PROMETHEUS_PORT")}}
+    docker_build(IMAGES / "standins" / "prometheus.Dockerfile", [], ref, args)
+    done()
+    return [ref]
+
+
+def save_tarball(flavour: Flavour, dest: Path | None = None) -> Path:
+    """`docker save` the project image for hosts without a registry (docker load there)."""
+    if not image_exists(flavour.image):
+        build_image(flavour)
+    dest = dest or CACHE / f"{flavour.image.replace('/', '_').replace(':', '_')}.tar"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _run(["docker", "save", "--output", str(dest), flavour.image])
+    print(dest)
+    return dest
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tritonops images", description=__doc__)
+    parser.add_argument("what", choices=["base-image", "wheels", "image", "tarball", "standins"])
+    parser.add_argument("--gpu", action="store_true", help="the NGC flavour instead of the CPU one")
+    parser.add_argument("--force", action="store_true", help="rebuild base images that exist")
+    parser.add_argument("--output", type=Path, help="tarball path (default .cache/images/<image>.tar)")
+    args = parser.parse_args(argv)
+    flavour = FLAVOURS["gpu" if args.gpu else "cpu"]
+    try:
+        if args.what == "base-image":
+            build_debian_base(args.force)
+            build_cpu_base(args.force)
+        elif args.what == "wheels":
+            download_wheels(flavour)
+        elif args.what == "image":
+            build_image(flavour)
+        elif args.what == "standins":
+            build_standins()
+        else:
+            save_tarball(flavour, args.output)
+    except BuildError as exc:
+        print(f"images: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
