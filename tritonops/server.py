@@ -253,10 +253,11 @@ def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, h
     except ServerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"\nTriton is READY, serving {repository}\n"
-          f"  HTTP     http://{host}:{http_port}  (e.g. /v2/models/{settings.MODEL_NAME}/versions/1/infer)\n"
-          f"  gRPC     {host}:{grpc_port}\n"
-          f"  metrics  http://{host}:{metrics_port}/metrics\n"
+    shown = "localhost" if host in ("0.0.0.0", "::") else host
+    print(f"\nTriton is READY, serving {repository} (listening on {host})\n"
+          f"  HTTP     http://{shown}:{http_port}  (e.g. /v2/models/{settings.MODEL_NAME}/versions/1/infer)\n"
+          f"  gRPC     {shown}:{grpc_port}\n"
+          f"  metrics  http://{shown}:{metrics_port}/metrics\n"
           f"Ctrl-C to stop.\n", flush=True)
     while not stop.is_set() and server.proc.poll() is None:
         stop.wait(0.5)
