@@ -10,7 +10,7 @@ FROM ${DEBIAN_BASE} AS python
 ARG DEBIAN_FRONTEND=noninteractive
 # libpython3.11: the Python backend stub links it (without it a model load hangs until the stub timeout).
 RUN apt-get update && apt-get install -y --no-install-recommends python3 python3-pip libpython3.11 \
-    && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
     && useradd --uid 1000 --create-home --shell /bin/bash triton-server
 
 # --- build stage: unpack the wheel; the host's extra CAs live here only, never in the image ---

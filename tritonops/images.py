@@ -107,11 +107,16 @@ def build_debian_base(force: bool = False) -> str:
         security = mirror.replace("/debian", "/debian-security")
         (root / "etc/apt/sources.list").write_text(
             f"deb {mirror} {suite} main\ndeb {mirror} {suite}-updates main\ndeb {security} {suite}-security main\n")
-        # Like the official debian images: no translations, no recommends, no .deb cache in layers.
+        # Like the official slim images: no translations, recommends, docs or locales, and no apt
+        # caches left in layers (pkgcache.bin alone is ~40 MB).
         (root / "etc/apt/apt.conf.d/90tritonops").write_text(
             'Acquire::Languages "none";\nAPT::Install-Recommends "false";\n'
+            'Dir::Cache::pkgcache "";\nDir::Cache::srcpkgcache "";\n'
             'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb || true"; };\n')
-        for junk in ("var/lib/apt/lists", "var/cache/apt/archives"):
+        (root / "etc/dpkg/dpkg.cfg.d/90tritonops").write_text(
+            "path-exclude /usr/share/doc/*\npath-include /usr/share/doc/*/copyright\n"
+            "path-exclude /usr/share/man/*\npath-exclude /usr/share/info/*\npath-exclude /usr/share/locale/*\n")
+        for junk in ("var/lib/apt/lists", "var/cache/apt/archives", "var/cache/apt"):
             for entry in (root / junk).glob("*"):
                 if entry.is_file():
                     entry.unlink()

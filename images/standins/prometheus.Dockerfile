@@ -8,7 +8,7 @@ ARG DEBIAN_FRONTEND=noninteractive
 ARG PROMETHEUS_TAG
 ARG PROMETHEUS_PORT
 RUN apt-get update && apt-get install -y --no-install-recommends prometheus \
-    && rm -rf /var/lib/apt/lists/* \
+    && rm -rf /var/lib/apt/lists/* /var/cache/apt/* \
     && version="$(prometheus --version 2>&1 | sed -n 's/^prometheus, version \([0-9.]*\).*/\1/p')" \
     && { [ "v${version}" = "${PROMETHEUS_TAG}" ] || { echo "Debian has prometheus ${version}, the pin is ${PROMETHEUS_TAG}" >&2; exit 1; }; } \
     && mkdir -p /prometheus /etc/prometheus && chown nobody:nogroup /prometheus

@@ -6,6 +6,7 @@ with CI=true they fail instead, so a missing install step cannot pass as a skip.
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 
 import pytest
@@ -62,8 +63,12 @@ def built_images(docker_client) -> dict[str, str]:
 def stack(built_images, tmp_path_factory):
     """triton + prometheus from compose/compose.yaml, unmodified, under a project name of its own,
     published on free 127.0.0.1 ports; taken down (volumes, networks) even when a test fails."""
-    ports = {key: str(free_port()) for key in compose.HOST_PORTS}
-    env_file = compose.write_env(tmp_path_factory.mktemp("compose") / "compose.env", {"BIND_ADDRESS": "127.0.0.1", **ports})
+    overrides = {"BIND_ADDRESS": "127.0.0.1", **{key: str(free_port()) for key in compose.HOST_PORTS}}
+    # A sandboxed engine (this testbed) inherits a hard memlock limit it cannot raise: ask for that.
+    hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    if hard != resource.RLIM_INFINITY and settings.get("MEMLOCK_LIMIT") == "-1":
+        overrides["MEMLOCK_LIMIT"] = str(hard)
+    env_file = compose.write_env(tmp_path_factory.mktemp("compose") / "compose.env", overrides)
     project = f"tritonops-test-{os.getpid()}-{secrets.token_hex(3)}"
     stack = compose.Stack(project, env_file, monitoring=True)
     stack.env = settings.parse_env_file(env_file)
