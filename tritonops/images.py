@@ -249,9 +249,9 @@ def build_standins() -> list[str]:
 
 
 def save_tarball(flavour: Flavour, dest: Path | None = None) -> Path:
-    """`docker save` the project image for hosts without a registry (docker load there)."""
-    if not image_exists(flavour.image):
-        build_image(flavour)
+    """`docker save` the project image for hosts without a registry (docker load there); built
+    first (through the layer cache) so the tarball matches images/ as it is now."""
+    build_image(flavour)
     dest = dest or CACHE / f"{flavour.image.replace('/', '_').replace(':', '_')}.tar"
     dest.parent.mkdir(parents=True, exist_ok=True)
     _run(["docker", "save", "--output", str(dest), flavour.image])
