@@ -24,8 +24,10 @@ WHEELS = IMAGES / "wheels"
 CERTS = IMAGES / "certs"  # git-ignored; filled from the host at build time, used in build stages only
 HOST_CERTS = Path("/usr/local/share/ca-certificates")
 CACHE = settings.ROOT / ".cache" / "images"
-# glibc 2.35 (NGC's Ubuntu 22.04) and 2.36 (bookworm) run any of these; pip takes them literally.
-PLATFORMS = ("manylinux_2_35_x86_64", "manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "manylinux1_x86_64")
+# glibc 2.35 (NGC's Ubuntu 22.04) and 2.36 (bookworm) run manylinux_2_35 and older; pip takes
+# --platform literally, so every older tag is listed.
+PLATFORMS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(35, 4, -1)), "manylinux2014_x86_64",
+             "manylinux2010_x86_64", "manylinux1_x86_64")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +151,8 @@ def wheel_pins() -> list[str]:
 def download_wheels(flavour: Flavour) -> Path:
     """`pip download` the image's pinned packages for the base's Python and platform."""
     done = _timed(f"wheels for {flavour.name}")
-    flavour.wheels.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(flavour.wheels, ignore_errors=True)  # no stale pins left behind in the context
+    flavour.wheels.mkdir(parents=True)
     pyver = flavour.python.replace(".", "")
     target = ["--only-binary=:all:", *(f"--platform={p}" for p in PLATFORMS), "--python-version", flavour.python,
               "--implementation", "cp", "--abi", f"cp{pyver}", "--dest", str(flavour.wheels)]
@@ -178,7 +181,8 @@ def _context(dockerfile: Path, wheels: list[Path]) -> bytes:
 def docker_build(dockerfile: Path, wheels: list[Path], tag: str, args: dict[str, str]) -> None:
     stage_certs()
     WHEELS.mkdir(parents=True, exist_ok=True)
-    cmd = ["docker", "build", "--tag", tag]
+    # Host network for RUN steps: apt needs no bridge/NAT (and survives a docker0 removed under it).
+    cmd = ["docker", "build", "--network", "host", "--tag", tag]
     for key, value in args.items():
         cmd += ["--build-arg", f"{key}={value}"]
     # Classic builder: the context is a tar on stdin, so no unrelated flavour's wheels are sent.
