@@ -174,6 +174,8 @@ class TestHost:
         wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants"
         wants.mkdir(parents=True, exist_ok=True)
         (wants / "systemd-networkd.service").symlink_to("/lib/systemd/system/systemd-networkd.service")
+        # The lists were emptied when the rootfs was cached: make apt's cache look stale, not fresh.
+        os.utime(root / "var" / "lib" / "apt" / "lists", (0, 0))
         (root / "etc" / "apt" / "apt.conf.d" / "01proxy").write_text(
             f'Acquire::http::Proxy "http://{HOST_ADDR}:{APT_PROXY_PORT}/";\n')
         self.ssh_config.write_text(

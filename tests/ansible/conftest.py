@@ -1,12 +1,7 @@
 """Shared by the Ansible suites: hostchecks/ runs only when a target host is named."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-import pytest
-
-IN_CI = os.environ.get("CI") == "true"
 
 
 def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
@@ -14,11 +9,3 @@ def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
     if "hostchecks" in collection_path.parts and not config.getoption("hosts", default=None):
         return True
     return None
-
-
-def skip_or_fail(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but: {reason}")
-    pytest.skip(reason)
-
-

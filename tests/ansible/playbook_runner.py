@@ -8,10 +8,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tritonops import settings
 
 ANSIBLE_DIR = settings.ROOT / "ansible"
 VENV_BIN = Path(sys.executable).parent
+LOGS = settings.ROOT / "reports" / "ansible"  # git-ignored
 
 
 @dataclass
@@ -27,10 +30,23 @@ class PlayResult:
         return hosts
 
 
-def ansible_playbook(*args: str, timeout: float = 1800) -> PlayResult:
-    """Run ansible-playbook from ansible/ with its ansible.cfg; output is kept for the assertion messages."""
+def ansible_playbook(*args: str, log: Path | None = None, timeout: float = 1800) -> PlayResult:
+    """Run ansible-playbook from ansible/ with its ansible.cfg.
+
+    The output goes to `log` as it comes (follow it with tail -f) and is returned for assertion messages.
+    """
     env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
            "ANSIBLE_NOCOLOR": "1", "PATH": f"{VENV_BIN}:{os.environ['PATH']}"}
-    proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), *args], cwd=ANSIBLE_DIR, env=env, text=True,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
-    return PlayResult(proc.returncode, proc.stdout)
+    log = log or LOGS / "ansible-playbook.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), *args], cwd=ANSIBLE_DIR, env=env, text=True,
+                              stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout)
+    return PlayResult(proc.returncode, log.read_text())
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skip where the test host cannot run here; in CI a skip would hide a missing install step."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but: {reason}")
+    pytest.skip(reason)

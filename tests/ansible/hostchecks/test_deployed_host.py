@@ -1,0 +1,110 @@
+"""What a host looks like after `make deploy`, checked over SSH with pytest-testinfra.
+
+    pytest tests/ansible/hostchecks --hosts=ssh://gpu1 [--ssh-config=FILE] [--sudo]
+
+The end-to-end test runs it against its throwaway host. GPU checks run where the host has an
+NVIDIA PCI device and skip (saying so) elsewhere.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from tritonops import settings
+
+PORTS = [settings.port("http"), settings.port("grpc"), settings.port("metrics")]
+
+
+@pytest.fixture(scope="module")
+def root(request) -> str:
+    return request.config.getoption("--triton-root", default="/opt/tritonops")
+
+
+@pytest.fixture(scope="module")
+def container(host, request) -> dict:
+    """docker inspect of the compose service's container (v2 or v1 naming)."""
+    project = request.config.getoption("--compose-project", default="tritonops")
+    for name in (f"{project}-triton-1", f"{project}_triton_1"):
+        result = host.run(f"docker inspect {name}")
+        if result.rc == 0:
+            return json.loads(result.stdout)[0]
+    pytest.fail(f"no {project} triton container on {host.backend.hostname}: {result.stderr}")
+
+
+@pytest.fixture(scope="module")
+def has_gpu(host) -> bool:
+    return host.run("grep -lx 0x10de /sys/bus/pci/devices/*/vendor").rc == 0
+
+
+def test_docker_is_running_and_enabled(host):
+    docker = host.service("docker")
+    assert docker.is_running
+    assert docker.is_enabled
+
+
+def test_container_is_running_and_healthy(container):
+    state = container["State"]
+    assert state["Status"] == "running", state
+    assert state["Health"]["Status"] == "healthy", state["Health"]["Log"][-1:]
+    assert container["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+
+
+def test_server_runs_as_non_root(host, container):
+    uid = host.check_output(f"docker exec {container['Name'].lstrip('/')} id -u")
+    assert uid.strip() != "0", f"tritonserver runs as uid {uid}"
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_port_is_listening(host, port):
+    assert host.socket(f"tcp://0.0.0.0:{port}").is_listening or host.socket(f"tcp://:::{port}").is_listening
+
+
+def test_current_points_at_the_newest_release(host, root):
+    current = host.file(f"{root}/current")
+    assert current.is_symlink
+    newest = host.check_output(f"ls -1td {root}/releases/*/ | head -n 1").rstrip("/")
+    assert current.linked_to == newest
+
+
+def test_release_files_match_the_repo(host, root, container):
+    files = sorted(p for p in settings.MODEL_REPOSITORY.rglob("*") if p.is_file() and p.suffix != ".pyc")
+    assert files, f"no files under {settings.MODEL_REPOSITORY}"
+    shipped = host.file(f"{root}/current").linked_to + "/model_repository"
+    for path in files:
+        rel = path.relative_to(settings.MODEL_REPOSITORY)
+        remote = host.file(f"{shipped}/{rel}")
+        assert remote.exists, f"{rel} missing on the host"
+        assert remote.sha256sum == hashlib.sha256(path.read_bytes()).hexdigest(), f"{rel} differs from the repo"
+    mounts = {m["Destination"]: m["Source"] for m in container["Mounts"]}
+    assert mounts["/models"] == shipped, f"the container serves {mounts['/models']}, current is {shipped}"
+
+
+def test_firewall_rules_when_enabled(host):
+    unit = host.service("tritonops-firewall")
+    if not unit.is_enabled:
+        pytest.skip("triton_firewall_enabled is false on this host")
+    rules = host.check_output("iptables -S TRITONOPS")
+    assert "-j DROP" in rules and "-j RETURN" in rules, rules
+    assert "-j TRITONOPS" in host.check_output("iptables -S DOCKER-USER")
+
+
+def test_nvidia_smi_on_the_host(host, has_gpu):
+    if not has_gpu:
+        pytest.skip("no NVIDIA GPU on this host")
+    assert "GPU 0" in host.check_output("nvidia-smi -L")
+
+
+def test_toolkit_runtime_is_configured(host, has_gpu):
+    if not has_gpu:
+        pytest.skip("no NVIDIA GPU on this host")
+    daemon = json.loads(host.file("/etc/docker/daemon.json").content_string)
+    assert daemon["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime", daemon
+    assert host.file("/etc/cdi/nvidia.yaml").exists
+
+
+def test_gpu_is_visible_inside_the_triton_container(host, has_gpu, container):
+    if not has_gpu:
+        pytest.skip("no NVIDIA GPU on this host")
+    assert "GPU 0" in host.check_output(f"docker exec {container['Name'].lstrip('/')} nvidia-smi -L")

@@ -1,0 +1,142 @@
+"""End to end: site.yml against a throwaway systemd-nspawn Debian host over SSH.
+
+The CPU image travels as a `docker save` tarball (the air-gapped path); the GPU roles take their
+skip path (no NVIDIA device in the guest); Docker and Triton are installed and run for real. Then:
+a second run changes nothing, testinfra checks the host, the seed request is answered through the
+guest's address, a broken model repository fails with its reason while the previous release keeps
+answering, and after a reboot the stack comes back by itself. Needs root, systemd-nspawn, Docker
+on the controller (to save the image) and about 5-10 minutes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tritonops import contract, settings, smoke
+from tritonops import testhost as th
+
+from playbook_runner import LOGS, ansible_playbook, skip_or_fail
+
+pytestmark = pytest.mark.testhost
+HERE = Path(__file__).parent
+E2E_VARS = HERE / "testhost_vars.yml"
+HTTP, GRPC = settings.port("http"), settings.port("grpc")
+
+
+def image_tarball() -> Path:
+    """The CPU project image saved by tritonops.images (built first when missing); reused while current."""
+    try:
+        import docker
+
+        client = docker.from_env()
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means: no engine here
+        skip_or_fail(f"no Docker engine on the controller to save the image from: {exc}")
+    from tritonops import images
+
+    flavour = images.FLAVOURS["cpu"]
+    tarball = images.CACHE / f"{flavour.image.replace('/', '_').replace(':', '_')}.tar"
+    if not images.image_exists(flavour.image):
+        images.build_image(flavour)
+    image_id = client.images.get(flavour.image).id
+    stamp = tarball.with_suffix(".id")
+    if not (tarball.exists() and stamp.exists() and stamp.read_text() == image_id):
+        images.save_tarball(flavour, tarball)
+        stamp.write_text(image_id)
+    return tarball
+
+
+@pytest.fixture(scope="module")
+def guest(tmp_path_factory):
+    if os.geteuid() != 0:
+        skip_or_fail("the nspawn test host needs root")
+    if missing := th.missing_tools():
+        skip_or_fail(f"missing tools for the test host: {', '.join(missing)}")
+    tarball = image_tarball()
+    started = time.monotonic()
+    with th.TestHost() as host:
+        host.image_tarball = tarball
+        yield host
+    print(f"\ntest host lifetime (boot to teardown): {time.monotonic() - started:.0f} s")
+
+
+def play(host: th.TestHost, *extra: str, log: str):
+    per_run = {"triton_image_tarball": str(host.image_tarball),
+               "triton_client_cidrs": [f"{th.HOST_ADDR}/32"], "triton_monitoring_cidrs": [f"{th.HOST_ADDR}/32"]}
+    return ansible_playbook("-i", str(host.inventory), "site.yml", "-e", f"@{E2E_VARS}", "-e", json.dumps(per_run), *extra,
+                            log=LOGS / f"testhost-{log}.log")
+
+
+def wait_for_seed_answer(timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+            return
+        except smoke.SmokeFailure:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def deployed(guest):
+    first = play(guest, log="1-first")
+    assert first.rc == 0, first.output[-6000:]
+    assert "nvidia_driver: skipped on" in first.output, "the driver role did not say why it skipped"
+    assert "nvidia_container_toolkit: skipped on" in first.output
+    return guest
+
+
+def test_second_run_changes_nothing(deployed):
+    again = play(deployed, log="2-second")
+    assert again.rc == 0, again.output[-6000:]
+    recap = again.recap()[th.MACHINE]
+    assert recap["changed"] == 0, f"second run changed {recap['changed']} tasks:\n{again.output[-8000:]}"
+    assert recap["failed"] == 0
+
+
+def test_testinfra_suite_passes_over_ssh(deployed):
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "hostchecks"),
+                           f"--hosts=ssh://{th.MACHINE}", f"--ssh-config={deployed.ssh_config}"],
+                          cwd=settings.ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert " failed" not in proc.stdout
+
+
+def test_seed_request_answered_through_the_guest_address(deployed):
+    smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+
+
+def test_broken_repository_rolls_back(deployed, tmp_path):
+    current_before = deployed.ssh("readlink /opt/tritonops/current").stdout.strip()
+    broken = tmp_path / "model_repository"
+    shutil.copytree(settings.MODEL_REPOSITORY, broken, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    model_py = broken / contract.MODEL / contract.VERSION / "model.py"
+    # Valid config and weights (the controller-side validation passes); the model fails when Triton loads it.
+    model_py.write_text(model_py.read_text().replace(
+        "    def initialize(self, args):", "    def initialize(self, args):\n"
+        "        raise RuntimeError('deliberately broken model for the rollback test')", 1))
+    assert "deliberately broken" in model_py.read_text(), "model.py has no initialize() to break"
+    result = play(deployed, "--tags", "triton", "-e", f"triton_model_repository={broken}",
+                  "-e", "triton_ready_timeout=120", log="3-broken")
+    assert result.rc != 0, "deploying a broken model repository succeeded"
+    assert "Rolled back to release" in result.output, result.output[-6000:]
+    assert "did not become ready" in result.output, result.output[-6000:]
+    assert "deliberately broken model" in result.output, "the failure does not show the model's error"
+    assert deployed.ssh("readlink /opt/tritonops/current").stdout.strip() == current_before
+    smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")  # the previous release answers
+
+
+def test_stack_comes_back_after_a_reboot(deployed):
+    started = time.monotonic()
+    deployed.reboot()
+    wait_for_seed_answer(timeout=180)
+    print(f"\nserving again {time.monotonic() - started:.1f} s after the reboot command")
