@@ -1,0 +1,220 @@
+"""`make bench`: the shipped model against the seed's and the Python-backend floor, with perf_analyzer.
+
+Each model gets its own real tritonserver (one at a time, free ports) and the same perf_analyzer
+sweep: HTTP, batch 1, concurrency 1, 4, 16, 64. The Locust file then loads the shipped model at
+concurrency 16 with the same request shape (binary tensors, batch 1) to show how close Locust gets
+to NVIDIA's C++ load generator. Writes bench.md (table), bench.png (plot) and the raw CSVs to
+reports/bench/, prints the table and the target ratios (all measured in this one run).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import contract, loadgate, metrics, perf_analyzer, settings
+from .server import LocalServer, free_port
+
+BENCH_MODELS = settings.ROOT / "loadtests" / "bench_models"
+REPORTS = settings.ROOT / "reports" / "bench"
+# name -> (repository, what it is)
+MODELS = {
+    "linear": (settings.MODEL_REPOSITORY, "shipped model_repository/linear"),
+    "seed": (BENCH_MODELS / "seed", "the seed's model.py and config (per-request loop, INFO logs, batch 4)"),
+    "identity": (BENCH_MODELS / "identity", "numpy identity, same scheduling: the Python-backend floor"),
+}
+# Targets (issue 3): ratios at concurrency 16, all from one run.
+TARGET_CONCURRENCY = 16
+SPEEDUP_OVER_SEED = 4.5
+SHARE_OF_FLOOR = 0.95
+P99_OVER_FLOOR = 1.1
+LOCUST_SHARE = 0.85
+
+
+@dataclass(frozen=True)
+class Row:
+    model: str
+    tool: str
+    concurrency: int
+    throughput: float  # inferences/s (batch 1: requests/s)
+    p50_ms: float
+    p99_ms: float
+    queue_ms: float
+    compute_ms: float
+    client_cpu_us: float  # load generator CPU time per request (user + system)
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def machine() -> str:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor() or "unknown CPU")
+    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {platform.system()} {platform.release()}, no GPU"
+
+
+def bench_model(name: str, repository: Path, concurrency: list[int], measurement_ms: int, out: Path,
+                locust_duration: str | None) -> list[Row]:
+    rows = []
+    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    with LocalServer(repository, host="127.0.0.1", log_path=out / f"{name}.server.log", **ports) as server:
+        cpu = _children_cpu_s()
+        points = perf_analyzer.run(server.http_url, contract.MODEL, concurrency, out / f"{name}.perf_analyzer.csv",
+                                   measurement_ms=measurement_ms, log_path=out / "perf_analyzer.log")
+        # perf_analyzer runs warm-up and several windows: CPU per request is spread over what the server counted.
+        served = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"]
+        cpu_per_req = (_children_cpu_s() - cpu) / served * 1e6 if served else 0.0
+        rows += [Row(name, "perf_analyzer", p.concurrency, p.throughput, p.p50_us / 1000, p.p99_us / 1000,
+                     p.queue_us / 1000, p.compute_us / 1000, cpu_per_req) for p in points]
+        if locust_duration:
+            before = metrics.scrape(server.metrics_url, contract.MODEL)
+            cpu = _children_cpu_s()
+            result = loadgate.run_locust(f"http://{server.http_url}", TARGET_CONCURRENCY, locust_duration, out,
+                                         prefix=f"{name}.locust", binary=True, batch_size=1)
+            figures = metrics.difference(before, metrics.scrape(server.metrics_url, contract.MODEL))
+            if result.failures or not result.requests:
+                raise loadgate.GateError(f"Locust against {name}: {result.failures} of {result.requests} requests "
+                                         f"failed: {result.errors[:1] or result.log_errors[-1:]}")
+            rows.append(Row(name, "locust", TARGET_CONCURRENCY, result.rps, result.p50_ms, result.p99_ms,
+                            figures.avg_queue_us / 1000, figures.avg_compute_us / 1000,
+                            (_children_cpu_s() - cpu) / result.requests * 1e6))
+    return rows
+
+
+def find(rows: list[Row], model: str, tool: str = "perf_analyzer", concurrency: int = TARGET_CONCURRENCY):
+    return next((r for r in rows if (r.model, r.tool, r.concurrency) == (model, tool, concurrency)), None)
+
+
+def targets(rows: list[Row]) -> list[tuple[str, str, str, bool]]:
+    """(target, measured, wanted, met) for each ratio whose inputs were measured."""
+    out = []
+    lin, seed, floor = find(rows, "linear"), find(rows, "seed"), find(rows, "identity")
+    locust = find(rows, "linear", "locust")
+    c = f"c={TARGET_CONCURRENCY}"
+    if lin and seed:
+        ratio = lin.throughput / seed.throughput
+        out.append((f"linear / seed throughput, {c}", f"{ratio:.2f}x", f">= {SPEEDUP_OVER_SEED}x", ratio >= SPEEDUP_OVER_SEED))
+    if lin and floor:
+        ratio = lin.throughput / floor.throughput
+        out.append((f"linear / identity floor throughput, {c}", f"{ratio:.2f}x", f">= {SHARE_OF_FLOOR}x", ratio >= SHARE_OF_FLOOR))
+        ratio = lin.p99_ms / floor.p99_ms
+        out.append((f"linear / identity floor p99, {c}", f"{ratio:.2f}x", f"<= {P99_OVER_FLOOR}x", ratio <= P99_OVER_FLOOR))
+    if lin and locust:
+        ratio = locust.throughput / lin.throughput
+        out.append((f"Locust / perf_analyzer throughput (linear), {c}", f"{ratio:.2f}x", f">= {LOCUST_SHARE}x",
+                    ratio >= LOCUST_SHARE))
+    return out
+
+
+def markdown(rows: list[Row], checks, header: str) -> str:
+    body = loadgate.table(
+        [(r.model, r.tool, str(r.concurrency), f"{r.throughput:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
+          f"{r.queue_ms:.3f}", f"{r.compute_ms:.3f}", f"{r.client_cpu_us:.0f}") for r in rows],
+        ("model", "load generator", "concurrency", "infer/s", "p50 ms", "p99 ms", "server queue ms",
+         "server compute ms", "client CPU us/req"))
+    parts = [header, "", body]
+    if checks:
+        parts += ["", loadgate.table([(n, m, w, "met" if ok else "MISSED") for n, m, w, ok in checks],
+                                     ("target", "measured", "wanted", "result"))]
+    return "\n".join(parts) + "\n"
+
+
+def plot(rows: list[Row], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for model in MODELS:
+        pts = sorted((r for r in rows if r.model == model and r.tool == "perf_analyzer"), key=lambda r: r.concurrency)
+        if pts:
+            xs = [p.concurrency for p in pts]
+            left.plot(xs, [p.throughput for p in pts], marker="o", label=model)
+            right.plot(xs, [p.p99_ms for p in pts], marker="o", label=model)
+    for r in rows:
+        if r.tool == "locust":
+            left.plot([r.concurrency], [r.throughput], marker="*", markersize=12, linestyle="", label=f"{r.model} (Locust)")
+            right.plot([r.concurrency], [r.p99_ms], marker="*", markersize=12, linestyle="", label=f"{r.model} (Locust)")
+    levels = sorted({r.concurrency for r in rows})
+    for ax, label in ((left, "throughput (infer/s)"), (right, "p99 latency (ms)")):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(levels, [str(c) for c in levels])
+        ax.set_xlabel("concurrency (perf_analyzer, HTTP, batch 1)")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None, out: Path,
+        models: list[str]) -> tuple[str, list[tuple[str, str, str, bool]]]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "perf_analyzer.log").unlink(missing_ok=True)
+    perf_analyzer.ensure()
+    load_before = os.getloadavg()
+    started = time.time()
+    rows: list[Row] = []
+    for name in models:
+        repository, what = MODELS[name]
+        print(f"bench: {name} ({what}) ...", flush=True)
+        rows += bench_model(name, repository, concurrency, measurement_ms, out,
+                            locust_duration if name == "linear" else None)
+    load_after = os.getloadavg()
+    checks = targets(rows)
+    header = (f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {machine()}. "
+              f"perf_analyzer {settings.get('TRITON_VERSION')} over HTTP (binary tensors, batch 1, "
+              f"{measurement_ms} ms windows); Locust: loadtests/linear.py, {TARGET_CONCURRENCY} users, "
+              f"--binary --batch-size 1, {locust_duration or 'not run'}. Load average (1 min) "
+              f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; run took {time.time() - started:.0f} s.")
+    text = markdown(rows, checks, header)
+    (out / "bench.md").write_text(text)
+    plot(rows, out / "bench.png", f"{contract.MODEL}: Triton {settings.get('TRITON_VERSION')} Python backend on "
+                                  f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d', time.gmtime(started))}")
+    return text, checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tritonops bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated perf_analyzer levels")
+    parser.add_argument("--measurement-ms", type=int, default=4000, help="perf_analyzer window (ms)")
+    parser.add_argument("--locust-duration", default="30s", help="Locust run at concurrency 16 on linear; 0 skips it")
+    parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
+    parser.add_argument("--report-dir", type=Path, default=REPORTS)
+    parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    a = parser.parse_args(argv)
+    try:
+        levels = [int(c) for c in a.concurrency.split(",") if c.strip()]
+    except ValueError:
+        parser.error(f"--concurrency {a.concurrency!r}: expected integers like 1,4,16,64")
+    if not levels or min(levels) < 1:
+        parser.error(f"--concurrency {a.concurrency!r}: levels must be >= 1")
+    models = [m.strip() for m in a.models.split(",") if m.strip()]
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        parser.error(f"--models {a.models!r}: unknown {unknown}; choose from {', '.join(MODELS)}")
+    try:
+        text, checks = run(levels, a.measurement_ms, None if a.locust_duration in ("", "0") else a.locust_duration,
+                           a.report_dir, models)
+    except (perf_analyzer.PerfAnalyzerError, loadgate.GateError, metrics.MetricsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    print(f"\nwrote {a.report_dir}/bench.md, bench.png and the raw CSVs")
+    return 1 if a.strict and not all(ok for *_, ok in checks) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
