@@ -85,3 +85,20 @@ down: $(VENV_STAMP) ## stop and remove the compose stack
 
 logs: $(VENV_STAMP) ## follow the compose stack's logs
 	$(PY) -m tritonops.compose logs $(COMPOSE_FLAGS)
+
+# --- throughput ---
+# Load gate and benchmark (tritonops/loadgate.py, tritonops/bench.py); reports go to reports/.
+# make loadtest URL=gpu-host:8000 USERS=64 DURATION=2m TARGET=gpu; LOADTEST_ARGS adds e.g. --binary,
+# --user-class LinearGrpcUser, --processes 4. BENCH_ARGS e.g. '--concurrency 16 --locust-duration 10s'.
+USERS ?= 16
+DURATION ?= 30s
+TARGET ?= local-cpu
+LOADTEST_ARGS ?=
+BENCH_ARGS ?=
+.PHONY: loadtest bench
+
+loadtest: $(VENV_STAMP) ## Locust SLO gate against URL (USERS, DURATION, TARGET from loadtests/thresholds.toml)
+	$(VENV)/bin/tritonops loadtest --url $(URL) --users $(USERS) --duration $(DURATION) --target $(TARGET) $(LOADTEST_ARGS)
+
+bench: $(VENV_STAMP) ## perf_analyzer: shipped linear vs seed model vs identity floor, + Locust at c=16 (~4 min)
+	$(VENV)/bin/tritonops bench $(BENCH_ARGS)
