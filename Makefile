@@ -44,7 +44,7 @@ train: $(VENV_STAMP) ## re-fit the linear model and rewrite its committed weight
 	$(VENV)/bin/tritonops train
 
 lint: $(VENV_STAMP) ## ansible-lint (production profile, offline) and syntax checks
-	$(VENV)/bin/python -m pytest -q tests/test_lint.py
+	$(VENV)/bin/python -m pytest -q tests/ansible/test_ansible_lint.py
 
 test: $(VENV_STAMP) ## run the whole test suite (what CI runs)
 	$(VENV)/bin/python -m pytest
@@ -85,6 +85,28 @@ down: $(VENV_STAMP) ## stop and remove the compose stack
 
 logs: $(VENV_STAMP) ## follow the compose stack's logs
 	$(PY) -m tritonops.compose logs $(COMPOSE_FLAGS)
+
+# --- ansible ---
+# Provision GPU hosts and deploy Triton (ansible/site.yml). HOST limits the play to one inventory
+# host; TAGS to some roles (TAGS=triton: only a new model repository/image); EXTRA adds -e/--check/...
+HOST ?= gpu1
+INVENTORY ?= ansible/inventory/hosts.yml
+TAGS ?=
+EXTRA ?=
+ANSIBLE_PLAYBOOK = ANSIBLE_CONFIG=ansible/ansible.cfg $(VENV)/bin/ansible-playbook -i $(INVENTORY) --limit $(HOST)
+.PHONY: deploy rollback test-host testhost-shell
+
+deploy: $(VENV_STAMP) ## provision + deploy to HOST (default gpu1; TAGS=triton, INVENTORY=..., EXTRA='-e k=v')
+	$(ANSIBLE_PLAYBOOK) ansible/site.yml $(if $(TAGS),--tags $(TAGS)) $(EXTRA)
+
+rollback: $(VENV_STAMP) ## switch HOST back to its previous release and bring it up
+	$(ANSIBLE_PLAYBOOK) ansible/rollback.yml $(EXTRA)
+
+test-host: $(VENV_STAMP) ## end-to-end: site.yml against a throwaway systemd-nspawn host (root; ~6 min)
+	$(PY) -m pytest -v tests/ansible/test_deploy_testhost.py
+
+testhost-shell: $(VENV_STAMP) ## boot the throwaway test host and keep it up until Ctrl-C (prints ssh + inventory)
+	$(PY) -m tritonops.testhost
 
 # --- throughput ---
 # Load gate and benchmark (tritonops/loadgate.py, tritonops/bench.py); reports go to reports/.

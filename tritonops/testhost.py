@@ -28,7 +28,7 @@ from . import settings
 MACHINE = "tritonops-e2e"
 HOST_IF = "ve-tritonops"  # host side of the veth (--network-veth-extra names it; guest side is host0)
 HOST_ADDR, GUEST_ADDR, PREFIX = "10.213.0.1", "10.213.0.2", 24
-APT_PROXY_PORT = 3142
+APT_PROXY_PORT = 13142  # not 3142: a system apt-cacher-ng may hold that one
 SUITE = settings.get("DEBIAN_SUITE")
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt,sudo,iproute2"
@@ -281,13 +281,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.build_only:
         print(build_rootfs())
         return 0
+    def leave(signum, _frame):
+        raise SystemExit(f"signal {signum}: powering {MACHINE} off")
+
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background (SIGINT ignored)
+        signal.signal(signum, leave)
     with TestHost() as host:
         print(f"{MACHINE} is up at {host.address}: ssh -F {host.ssh_config} {MACHINE}\n"
-              f"inventory: {host.inventory}\nCtrl-C powers it off and deletes it.")
-        try:
-            signal.pause()
-        except KeyboardInterrupt:
-            pass
+              f"inventory: {host.inventory}\nCtrl-C (or kill -TERM {os.getpid()}) powers it off and deletes it.",
+              flush=True)
+        signal.pause()
     return 0
 
 

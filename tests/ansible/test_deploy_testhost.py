@@ -135,6 +135,23 @@ def test_broken_repository_rolls_back(deployed, tmp_path):
     smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")  # the previous release answers
 
 
+def test_rollback_playbook_returns_to_the_previous_release(deployed, tmp_path):
+    first = deployed.ssh("readlink /opt/tritonops/current").stdout.strip()
+    second_repo = tmp_path / "model_repository"
+    shutil.copytree(settings.MODEL_REPOSITORY, second_repo, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    config = second_repo / contract.MODEL / "config.pbtxt"
+    config.write_text(config.read_text() + "# second release (rollback test)\n")
+    result = play(deployed, "--tags", "triton", "-e", f"triton_model_repository={second_repo}", log="4-second-release")
+    assert result.rc == 0, result.output[-6000:]
+    second = deployed.ssh("readlink /opt/tritonops/current").stdout.strip()
+    assert second != first
+    back = ansible_playbook("-i", str(deployed.inventory), "rollback.yml", "-e", f"@{E2E_VARS}", log=LOGS / "testhost-5-rollback.log")
+    assert back.rc == 0, back.output[-6000:]
+    assert deployed.ssh("readlink /opt/tritonops/current").stdout.strip() == first
+    assert deployed.ssh("readlink /opt/tritonops/previous").stdout.strip() == second
+    smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+
+
 def test_stack_comes_back_after_a_reboot(deployed):
     started = time.monotonic()
     deployed.reboot()
