@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import subprocess
 import sys
 import time
@@ -80,7 +81,8 @@ class LocustResult:
     p95_ms: float
     p99_ms: float
     avg_ms: float
-    errors: list[tuple[int, str]]  # (occurrences, "name: message"), most frequent first
+    errors: list[tuple[int, str]]  # (occurrences, "name: message"), most frequent first; from the last
+    # CSV snapshot (Locust rewrites it once a second), so counts may trail the final ones
     log_errors: list[str]  # ERROR lines of Locust's log (a user that could not start, a bad argument)
     stats_csv: Path
     html: Path
@@ -131,6 +133,15 @@ def percentile(histogram: dict[int, int], count: int, fraction: float) -> float:
     return 0.0
 
 
+def _message(error: str) -> str:
+    """CatchResponseError("wrong answer: ...") -> wrong answer: ...; other exceptions keep their type."""
+    match = re.fullmatch(r"""(\w+)\((['"])(.*)\2\)""", error, re.S)
+    if not match:
+        return error
+    kind, _, text = match.groups()
+    return text if kind in ("CatchResponseError", "WrongAnswer") else f"{kind}: {text}"
+
+
 def _read_results(summary: Path, failures: Path, stats_csv: Path, html: Path, log: Path) -> LocustResult:
     """Figures from --json-file, Locust's final stats (its CSV is rewritten once a second, so it lags)."""
     entries = json.loads(summary.read_text())
@@ -144,8 +155,8 @@ def _read_results(summary: Path, failures: Path, stats_csv: Path, html: Path, lo
     errors = []
     if failures.exists():
         with open(failures, newline="") as f:
-            errors = sorted(((int(r["Occurrences"]), f"{r['Name']}: {r['Error']}") for r in csv.DictReader(f)),
-                            reverse=True)
+            errors = sorted(((int(r["Occurrences"]), f"{r['Name']}: {_message(r['Error'])}")
+                             for r in csv.DictReader(f)), reverse=True)
     log_errors = [line.strip() for line in log.read_text().splitlines() if "/ERROR/" in line or "Error:" in line]
     return LocustResult(
         requests=requests, failures=sum(e["num_failures"] for e in entries),
@@ -175,7 +186,7 @@ def judge(result: LocustResult, limits: Thresholds, server: metrics.ServerFigure
     v.check("failed requests (client)", str(result.failures), f"<= {limits.max_failures}",
             result.failures <= limits.max_failures,
             f"{result.failures} of {result.requests} requests failed"
-            + (f"; most frequent: {result.errors[0][1]} (x{result.errors[0][0]})" if result.errors else ""))
+            + (f"; most frequent: {result.errors[0][1]}" if result.errors else ""))
     if server is not None:
         v.check("failed inferences (server)", str(server.failure), f"<= {limits.max_failures}",
                 server.failure <= limits.max_failures, f"the server counted {server.failure} failed inferences")
@@ -204,7 +215,7 @@ def report(url: str, users: int, duration: str, limits: Thresholds, result: Locu
     if server_note:
         parts += ["", server_note]
     if result.errors:
-        parts += ["", "Failures (Locust):", "",
+        parts += ["", "Failures (Locust; counts from its last CSV snapshot, up to a second before the end):", "",
                   table([(str(n), text) for n, text in result.errors[:10]], ("occurrences", "error"))]
     parts += ["", f"Locust: {result.stats_csv}, {result.html}, {result.log}", "",
               ("PASS" if not verdict.failed else "FAIL:\n" + "\n".join(f"  - {w}" for w in verdict.failed))]

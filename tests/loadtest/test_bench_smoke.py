@@ -1,0 +1,44 @@
+"""Seconds-long smoke form of `make bench`: it runs end to end and writes its outputs.
+
+A benchmark, not a test of speed: no figure is compared with a target here.
+"""
+from __future__ import annotations
+
+import csv
+import subprocess
+
+from tritonops import bench, perf_analyzer, settings
+
+
+def test_perf_analyzer_comes_from_the_pinned_wheel():
+    binary = perf_analyzer.ensure()
+    assert settings.get("TRITON_VERSION") in str(binary)
+    done = subprocess.run([str(binary), "--version"], env=perf_analyzer.environment(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr  # shared libraries resolve through the links in lib/
+
+
+def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
+    args = f"--concurrency 1,16 --measurement-ms 500 --locust-duration 3s --report-dir {tmp_path}"
+    done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", "bench", f"BENCH_ARGS={args}"],
+                          cwd=settings.ROOT, capture_output=True, text=True, timeout=400)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = (tmp_path / "bench.md").read_text()
+    assert table in done.stdout  # printed as well as written
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "infer/s" not in line]
+    for model in bench.MODELS:
+        for level in ("1", "16"):
+            assert any(f"| {model} " in r and "| perf_analyzer " in r and f"| {level} " in r for r in rows), (model, level)
+        with open(tmp_path / f"{model}.perf_analyzer.csv", newline="") as f:
+            points = list(csv.DictReader(f))
+        assert [int(p["Concurrency"]) for p in points] == [1, 16]
+        assert all(float(p["Inferences/Second"]) > 0 for p in points)
+    assert any("| linear " in r and "| locust " in r and "| 16 " in r for r in rows)
+    for name in ("linear.locust_stats.csv", "linear.locust.html", "bench.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # every target ratio is reported with its verdict (which one it is depends on this machine)
+    cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+    targets = [c for c in cells if c[-1] in ("met", "MISSED")]
+    assert [c[0].split(",")[0] for c in targets] == [
+        "linear / seed throughput", "linear / identity floor throughput", "linear / identity floor p99",
+        "Locust / perf_analyzer throughput (linear)"]

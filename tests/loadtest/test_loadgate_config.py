@@ -1,0 +1,106 @@
+"""No server needed: the thresholds file, the benchmark models' configs, the metrics arithmetic."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from tritonops import bench, loadgate, metrics, settings, validate
+
+
+def test_committed_thresholds_have_both_targets():
+    for target in ("local-cpu", "gpu"):
+        limits = loadgate.load_thresholds(loadgate.THRESHOLDS, target)
+        assert limits.p95_ms > 0 and limits.min_rps > 0 and limits.max_failures == 0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[other]\np95_ms = 1\nmin_rps = 1\n", "no [t] table (targets: other)"),
+    ("[t]\nmin_rps = 1\n", "[t] p95_ms is missing"),
+    ("[t]\np95_ms = 'fast'\nmin_rps = 1\n", "[t] p95_ms = 'fast' must be a number"),
+    ("[t]\np95_ms = 10\nmin_rps = -5\n", "[t] min_rps = -5 must be > 0"),
+    ("[t]\np95_ms = 10\nmin_rps = 5\nmax_failures = 0.5\n", "[t] max_failures = 0.5 must be an integer"),
+    ("[t]\np95_ms = 10\nmin_rps = 5\np59_ms = 3\n", "unknown field(s) p59_ms"),
+    ("[t\np95_ms = 10\n", "not valid TOML"),
+])
+def test_bad_thresholds_name_file_target_and_field(tmp_path, text, message):
+    path = tmp_path / "thresholds.toml"
+    path.write_text(text)
+    with pytest.raises(loadgate.GateError) as err:
+        loadgate.load_thresholds(path, "t")
+    assert str(path) in str(err.value) and message in str(err.value)
+
+
+def test_cli_reports_a_bad_target_without_running_locust(tmp_path, capsys):
+    code = loadgate.main(["--url", "127.0.0.1:1", "--target", "nope", "--report-dir", str(tmp_path)])
+    assert code == 2
+    assert "no [nope] table (targets: local-cpu, gpu)" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def _scheduling(path: Path) -> tuple:
+    config = text_format.Parse(path.read_text(), mc.ModelConfig())
+    return (config.max_batch_size, [text_format.MessageToString(g) for g in config.instance_group],
+            text_format.MessageToString(config.dynamic_batching))
+
+
+def test_identity_floor_is_scheduled_like_the_shipped_model():
+    shipped = settings.MODEL_REPOSITORY / settings.MODEL_NAME / "config.pbtxt"
+    floor = bench.BENCH_MODELS / "identity" / settings.MODEL_NAME / "config.pbtxt"
+    assert _scheduling(floor) == _scheduling(shipped), "keep the floor's scheduling equal to the shipped config"
+
+
+def test_seed_model_keeps_the_seed_scheduling():
+    config = text_format.Parse((bench.BENCH_MODELS / "seed" / "linear" / "config.pbtxt").read_text(), mc.ModelConfig())
+    assert config.max_batch_size == 4 and not config.HasField("dynamic_batching")
+
+
+@pytest.mark.parametrize("name", ["seed", "identity"])
+def test_bench_models_are_valid_repositories_outside_model_repository(name):
+    repo = bench.BENCH_MODELS / name
+    assert validate.validate_repository(repo) == []
+    assert settings.MODEL_REPOSITORY not in repo.resolve().parents
+
+
+def test_server_figures_are_differences_of_two_scrapes():
+    text = """# TYPE nv_inference_request_success counter
+nv_inference_request_success{model="linear",version="1"} %d
+nv_inference_request_success{model="other",version="1"} 999
+# TYPE nv_inference_request_failure counter
+nv_inference_request_failure{model="linear",reason="REJECTED",version="1"} %d
+nv_inference_request_failure{model="linear",reason="BACKEND",version="1"} 1
+# TYPE nv_inference_count counter
+nv_inference_count{model="linear",version="1"} %d
+# TYPE nv_inference_exec_count counter
+nv_inference_exec_count{model="linear",version="1"} %d
+# TYPE nv_inference_queue_duration_us counter
+nv_inference_queue_duration_us{model="linear",version="1"} %d
+# TYPE nv_inference_compute_infer_duration_us counter
+nv_inference_compute_infer_duration_us{model="linear",version="1"} %d
+"""
+    before = metrics.parse(text % (10, 0, 40, 10, 1000, 500), "linear")
+    after = metrics.parse(text % (110, 2, 840, 30, 21000, 10500), "linear")
+    figures = metrics.difference(before, after)
+    assert (figures.success, figures.failure, figures.inferences, figures.executions) == (100, 2, 800, 20)
+    assert figures.avg_batch == 40
+    assert figures.avg_queue_us == 200 and figures.avg_compute_us == 100
+
+
+def test_percentiles_follow_locusts_own_rule():
+    """The gate reads Locust's JSON without importing locust (that would monkey-patch this process),
+    so its percentile must equal locust.stats' function; asked in a separate interpreter."""
+    import json
+    import subprocess
+    import sys
+
+    histogram = {5: 90, 50: 9, 900: 1, 1200: 3}
+    fractions = [0.5, 0.9, 0.95, 0.98, 0.99, 1.0]
+    code = ("import json, sys; from locust.stats import calculate_response_time_percentile as p; "
+            "h = {int(k): v for k, v in json.loads(sys.argv[1]).items()}; "
+            "print(json.dumps([p(h, sum(h.values()), f) for f in json.loads(sys.argv[2])]))")
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(histogram), json.dumps(fractions)],
+                         capture_output=True, text=True, check=True).stdout
+    want = json.loads(out.strip().splitlines()[-1])
+    assert [loadgate.percentile(histogram, 103, f) for f in fractions] == want

@@ -1,0 +1,113 @@
+"""`make loadtest` against real tritonservers: it passes on the shipped model and fails, with the
+reason, on a server that answers wrongly and on one that is too slow. Short runs; no timing is
+asserted except against a server made slow on purpose (the committed local-cpu SLO must catch it).
+"""
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import torch
+
+from tritonops import loadgate, settings
+
+SHIPPED = settings.MODEL_REPOSITORY / settings.MODEL_NAME
+
+
+def gate(server, report_dir: Path, thresholds: Path = loadgate.THRESHOLDS, target: str = "local-cpu",
+         users: int = 4, duration: str = "4s", *extra: str) -> tuple[int, str]:
+    """Run the gate as `make loadtest` does (the Make verb, so its variables are tested too)."""
+    args = (f"--thresholds {thresholds} --report-dir {report_dir} --metrics-url {server.metrics_url} "
+            + " ".join(extra))
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "loadtest", f"URL={server.http_url}",
+         f"USERS={users}", f"DURATION={duration}", f"TARGET={target}", f"LOADTEST_ARGS={args}"],
+        cwd=settings.ROOT, capture_output=True, text=True, timeout=180)
+    return done.returncode, done.stdout + done.stderr
+
+
+def figures(summary: Path) -> dict[str, str]:
+    """First two cells of each row of summary.md's tables."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in summary.read_text().splitlines()
+            if line.startswith("|")]
+    return {r[0]: r[1] for r in rows if len(r) >= 2}
+
+
+def test_gate_passes_on_the_shipped_model_with_mixed_batches(shipped_server, lenient_thresholds, tmp_path):
+    code, out = gate(shipped_server, tmp_path, lenient_thresholds, "lenient")
+    assert code == 0, out
+    assert out.rstrip().endswith("PASS")
+    for name in ("locust_stats.csv", "locust_failures.csv", "locust.html", "locust.json", "summary.md"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    got = figures(tmp_path / "summary.md")
+    assert got["failed requests (client)"] == "0"
+    requests = int(got["server: successful requests"])
+    assert requests >= int(got["requests sent"]) > 0
+    assert got["server: failed requests"] == "0"
+    # mixed batch sizes 1..max_batch_size: many more rows than requests
+    assert int(got["server: inferences (rows)"]) > 4 * requests
+    assert float(got["server: avg batch formed (inferences/executions)"]) >= 1
+
+
+def test_gate_passes_over_grpc_and_binary_http_with_processes(shipped_server, lenient_thresholds, tmp_path):
+    code, out = gate(shipped_server, tmp_path / "grpc", lenient_thresholds, "lenient", 2, "3s",
+                     "--user-class LinearGrpcUser", f"--grpc-url {shipped_server.grpc_url}", "--batch-size 1")
+    assert code == 0, out
+    assert "grpc,linear [grpc]" in (tmp_path / "grpc" / "locust_stats.csv").read_text()
+    got = figures(tmp_path / "grpc" / "summary.md")
+    assert int(got["server: inferences (rows)"]) == int(got["server: successful requests"]) > 0  # --batch-size 1
+
+    code, out = gate(shipped_server, tmp_path / "binary", lenient_thresholds, "lenient", 4, "4s",
+                     "--binary", "--processes 2")
+    assert code == 0, out
+    assert "POST,linear [binary]" in (tmp_path / "binary" / "locust_stats.csv").read_text()
+
+
+def test_gate_fails_on_wrong_answers(copy_of_shipped, serve_repo, lenient_thresholds, tmp_path):
+    weights = copy_of_shipped / settings.MODEL_NAME / "1" / "linear" / "pytorch_model.bin"
+    state = torch.load(weights, weights_only=True)
+    torch.save({"weight": state["weight"] + 0.5, "bias": state["bias"]}, weights)  # a plausible, wrong model
+    code, out = gate(serve_repo(copy_of_shipped), tmp_path / "report", lenient_thresholds, "lenient", 2, "3s")
+    assert code != 0 and "loadtest] Error 1" in out, out  # the gate's own exit code is 1
+    assert "FAIL:" in out
+    assert "requests failed; most frequent: linear [json]: wrong answer: output 'y' differs from the torch reference" in out
+    got = figures(tmp_path / "report" / "summary.md")
+    assert int(got["failed requests (client)"]) == int(got["requests sent"]) > 0
+    assert got["failed inferences (server)"] == "0"  # the server thinks all is well; only the check sees it
+
+
+def test_gate_fails_on_a_slow_server_with_the_committed_local_thresholds(copy_of_shipped, serve_repo, tmp_path):
+    # The shipped model.py, delayed 300 ms per execute(): far outside any CPU SLO.
+    version = copy_of_shipped / settings.MODEL_NAME / "1"
+    (version / "model.py").write_text(f'''import importlib.util
+import time
+
+_spec = importlib.util.spec_from_file_location("shipped_linear", {str(SHIPPED / "1" / "model.py")!r})
+_shipped = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_shipped)
+
+
+class TritonPythonModel(_shipped.TritonPythonModel):
+    def execute(self, requests):
+        time.sleep(0.3)
+        return super().execute(requests)
+''')
+    limits = loadgate.load_thresholds(loadgate.THRESHOLDS, "local-cpu")
+    assert limits.p95_ms < 300 and limits.min_rps > 4 / 0.3, "the slow model must be slow for local-cpu"
+    code, out = gate(serve_repo(copy_of_shipped), tmp_path / "report", users=4, duration="4s")
+    assert code != 0 and "loadtest] Error 1" in out, out
+    assert f"is above the {limits.p95_ms:g} ms threshold" in out
+    assert f"is below the {limits.min_rps:g} req/s threshold" in out
+    assert figures(tmp_path / "report" / "summary.md")["failed requests (client)"] == "0"  # slow, not wrong
+
+
+def test_gate_names_the_problem_when_nothing_answers(lenient_thresholds, tmp_path):
+    from tritonops.server import free_port
+
+    port = free_port()
+    code = loadgate.main(["--url", f"127.0.0.1:{port}", "--users", "1", "--duration", "2s", "--target", "lenient",
+                          "--thresholds", str(lenient_thresholds), "--report-dir", str(tmp_path)])
+    summary = (tmp_path / "summary.md").read_text()
+    assert code == 1
+    assert "no request completed" in summary and "Connection refused" in summary
+    assert "Server-side figures unavailable: cannot scrape" in summary
