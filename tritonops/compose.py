@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
             stack.down()
         elif args.what == "logs":
             stack.run("logs", "--follow", "--tail", "200", check=False)
-    except ComposeError as exc:
+    except (ComposeError, images.BuildError) as exc:
         print(f"compose: {exc}", file=sys.stderr)
         return 1
     return 0

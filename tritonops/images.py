@@ -1,6 +1,7 @@
 """Build the server images: the Debian base, the CPU Triton base, the project image, its wheels.
 
-`make base-image`, `make wheels`, `make image` and `make image-tarball` call this module. Names and
+`make base-image`, `make wheels`, `make image`, `make image-tarball` and `make standin-images` call
+this module. Names and
 versions come from versions.env. Builds use the classic builder and need no registry: the Debian
 base is made with debootstrap, every Python package comes from images/wheels/<flavour>/.
 """
@@ -79,6 +80,8 @@ def _run(cmd: list[str], **kwargs) -> None:
 
 
 def image_exists(ref: str) -> bool:
+    if not shutil.which("docker"):
+        raise BuildError("the docker CLI is not installed (apt-get install docker.io)")
     return subprocess.run(["docker", "image", "inspect", ref], stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL).returncode == 0
 

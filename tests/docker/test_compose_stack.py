@@ -78,11 +78,17 @@ def test_metrics_published_and_counting(stack):
 
 
 def test_prometheus_scrapes_triton(stack):
-    def triton_target():
-        targets = prometheus(stack, "targets")["activeTargets"]
-        return [t for t in targets if t["labels"]["job"] == "triton" and t["health"] == "up"]
+    seen = []
 
-    target = wait_for("an `up` Prometheus target for job triton", triton_target)[0]
+    def triton_target():
+        seen[:] = [t for t in prometheus(stack, "targets")["activeTargets"] if t["labels"]["job"] == "triton"]
+        return [t for t in seen if t["health"] == "up"]
+
+    try:
+        target = wait_for("an `up` Prometheus target for job triton", triton_target)[0]
+    except pytest.fail.Exception:
+        pytest.fail("no `up` target for job triton; Prometheus reports: "
+                    + "; ".join(f"{t['scrapeUrl']} {t['health']} {t['lastError']!r}" for t in seen))
     assert target["scrapeUrl"] == f"http://triton:{stack.env['METRICS_PORT']}/metrics"
     up = prometheus(stack, "query", query='up{job="triton"}')["result"]
     assert [r["value"][1] for r in up] == ["1"]
