@@ -103,6 +103,12 @@ def test_second_run_changes_nothing(deployed):
     assert recap["failed"] == 0
 
 
+def test_check_mode_reports_no_changes(deployed):
+    checked = play(deployed, "--check", log="2-check")
+    assert checked.rc == 0, checked.output[-6000:]
+    assert checked.recap()[th.MACHINE]["changed"] == 0, checked.output[-8000:]
+
+
 def test_testinfra_suite_passes_over_ssh(deployed):
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "hostchecks"),
                            f"--hosts=ssh://{th.MACHINE}", f"--ssh-config={deployed.ssh_config}"],
