@@ -89,6 +89,11 @@ class Stack:
         self.files = [BASE_FILE, GPU_FILE] if gpu else [BASE_FILE]
         self.monitoring = monitoring
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The values compose sees (the env file as written)."""
+        return settings.parse_env_file(self.env_file)
+
     def command(self, *args: str) -> list[str]:
         cmd = [*compose_command(), "--project-name", self.project, "--env-file", str(self.env_file)]
         for f in self.files:
@@ -156,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
             write_env(stack.env_file)
             print(f"env file: {stack.env_file}")
         if args.what == "up":
-            env = settings.parse_env_file(stack.env_file)
+            env = stack.env
             image = f"{env['IMAGE_REPO']}:{env['NGC_TAG']}-{'gpu' if args.gpu else 'cpu'}"
             if not images.image_exists(image):
                 raise ComposeError(f"image {image} is not built: run `make image{' GPU=1' if args.gpu else ''}` first")

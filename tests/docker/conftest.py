@@ -71,7 +71,6 @@ def stack(built_images, tmp_path_factory):
     env_file = compose.write_env(tmp_path_factory.mktemp("compose") / "compose.env", overrides)
     project = f"tritonops-test-{os.getpid()}-{secrets.token_hex(3)}"
     stack = compose.Stack(project, env_file, monitoring=True)
-    stack.env = settings.parse_env_file(env_file)
     try:
         # Grafana has no offline stand-in here: its dashboard is checked against Prometheus instead.
         stack.up(["triton", "prometheus"])
