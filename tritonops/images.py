@@ -255,13 +255,32 @@ def build_standins() -> list[str]:
     return [ref]
 
 
-def save_tarball(flavour: Flavour, dest: Path | None = None) -> Path:
+def build_baked(flavour: Flavour, repository: Path = settings.MODEL_REPOSITORY) -> str:
+    """The project image plus the (validated) model repository at /models: <image>-baked."""
+    from . import validate
+
+    problems = validate.validate_repository(repository)
+    if problems:
+        raise BuildError(f"not baking {repository}:\n" + "\n".join(f"  {p}" for p in problems))
+    base = build_image(flavour)
+    ref = f"{base}-baked"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        tar.add(IMAGES / "baked.Dockerfile", arcname="Dockerfile")
+        tar.add(repository, arcname="model_repository",
+                filter=lambda info: None if "__pycache__" in info.name else info)
+    env = {k: v for k, v in os.environ.items() if k != "DOCKER_BUILDKIT"} | {"DOCKER_BUILDKIT": "0"}
+    _run(["docker", "build", "--tag", ref, "--build-arg", f"IMAGE={base}", "-"], input=buf.getvalue(), env=env)
+    return ref
+
+
+def save_tarball(flavour: Flavour, dest: Path | None = None, baked: bool = False) -> Path:
     """`docker save` the project image for hosts without a registry (docker load there); built
     first (through the layer cache) so the tarball matches images/ as it is now."""
-    build_image(flavour)
-    dest = dest or CACHE / f"{flavour.image.replace('/', '_').replace(':', '_')}.tar"
+    ref = build_baked(flavour) if baked else build_image(flavour)
+    dest = dest or CACHE / f"{ref.replace('/', '_').replace(':', '_')}.tar"
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _run(["docker", "save", "--output", str(dest), flavour.image])
+    _run(["docker", "save", "--output", str(dest), ref])
     print(dest)
     return dest
 
@@ -272,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true", help="the NGC flavour instead of the CPU one")
     parser.add_argument("--force", action="store_true", help="rebuild base images that exist")
     parser.add_argument("--output", type=Path, help="tarball path (default .cache/images/<image>.tar)")
+    parser.add_argument("--bake", action="store_true", help="also bake model_repository/ in (<image>-baked)")
     args = parser.parse_args(argv)
     flavour = FLAVOURS["gpu" if args.gpu else "cpu"]
     try:
@@ -281,11 +301,11 @@ def main(argv: list[str] | None = None) -> int:
         elif args.what == "wheels":
             download_wheels(flavour)
         elif args.what == "image":
-            build_image(flavour)
+            build_baked(flavour) if args.bake else build_image(flavour)
         elif args.what == "standins":
             build_standins()
         else:
-            save_tarball(flavour, args.output)
+            save_tarball(flavour, args.output, args.bake)
     except BuildError as exc:
         print(f"images: {exc}", file=sys.stderr)
         return 1
