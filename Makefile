@@ -57,7 +57,8 @@ clean: ## remove the virtualenv, caches and reports
 
 # --- images & compose ---
 # CPU image by default; GPU=1 builds FROM the NGC image / adds compose.gpu.yaml. BAKE=1 also bakes
-# model_repository/ into <image>-baked. MONITORING=1 adds Prometheus + Grafana to `make up`. Logic lives in tritonops/images.py and tritonops/compose.py.
+# model_repository/ into <image>-baked. MONITORING=1 adds Prometheus + Grafana to `make up`.
+# Logic lives in tritonops/images.py and tritonops/compose.py.
 IMAGE_FLAGS := $(if $(filter 1,$(GPU)),--gpu) $(if $(filter 1,$(BAKE)),--bake)
 COMPOSE_FLAGS := $(if $(filter 1,$(GPU)),--gpu) $(if $(filter 1,$(MONITORING)),--monitoring)
 .PHONY: base-image wheels image image-tarball standin-images up down logs
