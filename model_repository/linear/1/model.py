@@ -42,6 +42,11 @@ class TritonPythonModel:
         self.model = nn.Linear(IN_FEATURES, OUT_FEATURES).to(self.device)
         self.model.load_state_dict(state_dict)
         self.model.eval()
+        # One stub process per instance; a [batch, 3] x [3, 1] product never gains from intra-op
+        # threads, and their spinning took CPU from the server (make bench on 2 cores, c=16:
+        # 7.0k -> 8.8k infer/s). No per-request log line either (a log_verbose per request cost
+        # 5.8k -> 7.0k), and one NaN check per batch: 5.4k -> 9.2-10.5k infer/s in all.
+        torch.set_num_threads(1)
         self.logger.log_info(f"linear: loaded {path} on {self.device}")
 
     def _input(self, request):
@@ -53,10 +58,11 @@ class TritonPythonModel:
             raise ValueError(
                 f"input '{self.input_name}' must be FP32 [batch>=1, {IN_FEATURES}], got {x.dtype} {list(x.shape)}"
             )
-        if not torch.isfinite(x).all():
-            # NaN/Inf would silently come back as NaN: refuse them, for this request only.
-            raise ValueError(f"input '{self.input_name}' contains NaN or Inf")
         return x
+
+    def _error(self, message):
+        # INVALID_ARG: the client's fault, so HTTP answers 400 rather than 500.
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG))
 
     def execute(self, requests):
         responses = [None] * len(requests)
@@ -66,16 +72,26 @@ class TritonPythonModel:
                 inputs.append(self._input(request))
                 good.append(i)
             except ValueError as exc:
-                # INVALID_ARG: the client's fault, so HTTP answers 400 rather than 500.
-                error = pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG)
-                responses[i] = pb_utils.InferenceResponse(error=error)
+                responses[i] = self._error(str(exc))
+        if not inputs:
+            return responses
 
-        if inputs:
-            with torch.inference_mode():
-                batch = torch.cat(inputs).to(self.device, non_blocking=True)
-                out = self.model(batch).to(self.output_dtype)
+        with torch.inference_mode():
+            batch = torch.cat(inputs)
+            # NaN/Inf would silently come back as NaN: refuse them, for the offending requests only.
+            # One check for the whole batch; per request only when it finds something.
+            if not torch.isfinite(batch).all():
+                finite = [bool(torch.isfinite(x).all()) for x in inputs]
+                for i, ok in zip(good, finite):
+                    if not ok:
+                        responses[i] = self._error(f"input '{self.input_name}' contains NaN or Inf")
+                good = [i for i, ok in zip(good, finite) if ok]
+                inputs = [x for x, ok in zip(inputs, finite) if ok]
+                if not inputs:
+                    return responses
+                batch = torch.cat(inputs)
+            out = self.model(batch.to(self.device, non_blocking=True)).to(self.output_dtype)
             for i, part in zip(good, torch.split(out, [x.shape[0] for x in inputs])):
-                self.logger.log_verbose(f"linear: request {i} rows={part.shape[0]}")
                 tensor = pb_utils.Tensor.from_dlpack(self.output_name, to_dlpack(part.contiguous()))
                 responses[i] = pb_utils.InferenceResponse(output_tensors=[tensor])
         return responses
