@@ -53,6 +53,11 @@ def image_tarball() -> Path:
     return tarball
 
 
+def copy_repository_from(source: Path, dest: Path) -> Path:
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return dest
+
+
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory):
     if os.geteuid() != 0:
@@ -61,14 +66,17 @@ def guest(tmp_path_factory):
         skip_or_fail(f"missing tools for the test host: {', '.join(missing)}")
     tarball = image_tarball()
     started = time.monotonic()
+    # A snapshot: every play ships the same repository even if the working tree changes meanwhile.
+    snapshot = copy_repository_from(settings.MODEL_REPOSITORY, tmp_path_factory.mktemp("deployed") / "model_repository")
     with th.TestHost() as host:
         host.image_tarball = tarball
+        host.model_repository = snapshot
         yield host
     print(f"\ntest host lifetime (boot to teardown): {time.monotonic() - started:.0f} s")
 
 
 def play(host: th.TestHost, *extra: str, log: str):
-    per_run = {"triton_image_tarball": str(host.image_tarball),
+    per_run = {"triton_image_tarball": str(host.image_tarball), "triton_model_repository": str(host.model_repository),
                "triton_client_cidrs": [f"{th.HOST_ADDR}/32"], "triton_monitoring_cidrs": [f"{th.HOST_ADDR}/32"]}
     return ansible_playbook("-i", str(host.inventory), "site.yml", "-e", f"@{E2E_VARS}", "-e", json.dumps(per_run), *extra,
                             log=LOGS / f"testhost-{log}.log")
@@ -111,7 +119,8 @@ def test_check_mode_reports_no_changes(deployed):
 
 def test_testinfra_suite_passes_over_ssh(deployed):
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "hostchecks"),
-                           f"--hosts=ssh://{th.MACHINE}", f"--ssh-config={deployed.ssh_config}"],
+                           f"--hosts=ssh://{th.MACHINE}", f"--ssh-config={deployed.ssh_config}",
+                           f"--model-repository={deployed.model_repository}"],
                           cwd=settings.ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
     assert " failed" not in proc.stdout
@@ -123,8 +132,7 @@ def test_seed_request_answered_through_the_guest_address(deployed):
 
 def test_broken_repository_rolls_back(deployed, tmp_path):
     current_before = deployed.ssh("readlink /opt/tritonops/current").stdout.strip()
-    broken = tmp_path / "model_repository"
-    shutil.copytree(settings.MODEL_REPOSITORY, broken, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    broken = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
     model_py = broken / contract.MODEL / contract.VERSION / "model.py"
     # Valid config and weights (the controller-side validation passes); the model fails when Triton loads it.
     model_py.write_text(model_py.read_text().replace(
@@ -143,8 +151,7 @@ def test_broken_repository_rolls_back(deployed, tmp_path):
 
 def test_rollback_playbook_returns_to_the_previous_release(deployed, tmp_path):
     first = deployed.ssh("readlink /opt/tritonops/current").stdout.strip()
-    second_repo = tmp_path / "model_repository"
-    shutil.copytree(settings.MODEL_REPOSITORY, second_repo, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    second_repo = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
     config = second_repo / contract.MODEL / "config.pbtxt"
     config.write_text(config.read_text() + "# second release (rollback test)\n")
     result = play(deployed, "--tags", "triton", "-e", f"triton_model_repository={second_repo}", log="4-second-release")

@@ -6,3 +6,4 @@ def pytest_addoption(parser):
     group = parser.getgroup("tritonops host checks")
     group.addoption("--triton-root", default="/opt/tritonops", help="the triton role's triton_root")
     group.addoption("--compose-project", default="tritonops", help="the triton role's triton_compose_project")
+    group.addoption("--model-repository", default=None, help="what was deployed (default: the repo's model_repository)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -68,12 +69,13 @@ def test_current_points_at_the_newest_release(host, root):
     assert current.linked_to == newest
 
 
-def test_release_files_match_the_repo(host, root, container):
-    files = sorted(p for p in settings.MODEL_REPOSITORY.rglob("*") if p.is_file() and p.suffix != ".pyc")
-    assert files, f"no files under {settings.MODEL_REPOSITORY}"
+def test_release_files_match_the_repo(host, root, container, request):
+    repository = Path(request.config.getoption("--model-repository", default=None) or settings.MODEL_REPOSITORY)
+    files = sorted(p for p in repository.rglob("*") if p.is_file() and p.suffix != ".pyc")
+    assert files, f"no files under {repository}"
     shipped = host.file(f"{root}/current").linked_to + "/model_repository"
     for path in files:
-        rel = path.relative_to(settings.MODEL_REPOSITORY)
+        rel = path.relative_to(repository)
         remote = host.file(f"{shipped}/{rel}")
         assert remote.exists, f"{rel} missing on the host"
         assert remote.sha256sum == hashlib.sha256(path.read_bytes()).hexdigest(), f"{rel} differs from the repo"
