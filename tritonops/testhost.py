@@ -66,7 +66,12 @@ def build_rootfs() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE, prefix="build-") as tmp:
         root = Path(tmp) / "root"
-        _run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(root), MIRROR])
+        try:
+            _run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", SUITE, str(root), MIRROR])
+        finally:  # a failed debootstrap can leave /proc or /sys mounted inside the target
+            for mount in reversed(Path("/proc/mounts").read_text().split("\n")):
+                if len(fields := mount.split()) > 1 and fields[1].startswith(f"{root}/"):
+                    subprocess.run(["umount", "-l", fields[1]], capture_output=True)
         for junk in ("var/lib/apt/lists", "var/cache/apt/archives"):
             for p in (root / junk).glob("*"):
                 if p.is_file():

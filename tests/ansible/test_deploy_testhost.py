@@ -32,17 +32,20 @@ HTTP, GRPC = settings.port("http"), settings.port("grpc")
 
 def image_tarball() -> Path:
     """The CPU project image saved by tritonops.images (built first when missing); reused while current."""
+    from tritonops import images
+
+    flavour = images.FLAVOURS["cpu"]
+    tarball = images.CACHE / f"{flavour.image.replace('/', '_').replace(':', '_')}.tar"
     try:
         import docker
 
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means: no engine here
+        if tarball.exists() and not os.environ.get("CI"):
+            print(f"\nno Docker engine ({exc}): deploying the tarball saved earlier, {tarball}")
+            return tarball
         skip_or_fail(f"no Docker engine on the controller to save the image from: {exc}")
-    from tritonops import images
-
-    flavour = images.FLAVOURS["cpu"]
-    tarball = images.CACHE / f"{flavour.image.replace('/', '_').replace(':', '_')}.tar"
     if not images.image_exists(flavour.image):
         images.build_image(flavour)
     image_id = client.images.get(flavour.image).id
