@@ -25,6 +25,18 @@ CACHE = settings.ROOT / ".cache"
 STOP_GRACE_S = 10  # server gets --exit-timeout-secs below this, then the group is killed
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it when the process that started it dies.
+
+    The server runs in its own session (so stop() can reap its group), so nothing else would end
+    it if a test run or `tritonops serve` were killed outright; its stubs exit when it does.
+    """
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class ServerError(RuntimeError):
     """The server could not be started; the message says why (Triton's own reason when it has one)."""
 
@@ -143,7 +155,7 @@ class LocalServer:
         sink = open(self.log_path, "w") if self.log_path else None
         self.proc = subprocess.Popen(self.command(), env=self.environment(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     bufsize=1, start_new_session=True)
+                                     bufsize=1, start_new_session=True, preexec_fn=_die_with_parent)
         self._pump = threading.Thread(target=self._copy_output, args=(sink,), daemon=True)
         self._pump.start()
         try:
