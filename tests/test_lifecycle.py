@@ -122,3 +122,25 @@ def test_model_load_failure_shows_tritons_reason(tmp_path):
     assert "exited with code" in str(err.value)
     assert "deliberate failure in initialize" in str(err.value)
     assert server.descendants() == []
+
+
+def test_server_dies_with_the_process_that_started_it():
+    """A test run or `tritonops serve` killed outright must not leave a server (and its stub) behind."""
+    script = ("from tritonops.server import LocalServer, free_port\n"
+              "s = LocalServer(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),"
+              " host='127.0.0.1', log_path='/dev/null').start()\n"
+              "print(s.proc.pid, flush=True)\n"
+              "import time; time.sleep(300)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=settings.ROOT)
+    try:
+        server_pid = int(parent.stdout.readline())
+        tree = process_tree(parent.pid)
+        assert server_pid in tree and any("triton_python_backend_stub" in c for c in tree.values()), tree
+    finally:
+        parent.kill()
+        parent.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and set(tree) & set(live_processes()):
+        time.sleep(0.2)
+    left = {pid: cmd for pid, (_, cmd) in live_processes().items() if pid in tree}
+    assert left == {}, f"left behind after the parent died: {left}"
