@@ -195,7 +195,9 @@ class TestHost:
 
     def _nspawn_cmd(self) -> list[str]:
         return ["systemd-nspawn", "--boot", f"--directory={self.root}", f"--machine={MACHINE}",
-                "--register=no", "--keep-unit", f"--network-veth-extra={HOST_IF}:host0",
+                # --private-network stated, not left implied: the guest's Docker must never touch the
+                # host's docker0 or iptables.
+                "--register=no", "--keep-unit", "--private-network", f"--network-veth-extra={HOST_IF}:host0",
                 "--system-call-filter=@keyring", "--system-call-filter=bpf", "--console=pipe"]
 
     def _supervise(self) -> None:
