@@ -62,13 +62,17 @@ def machine() -> str:
 
 
 def bench_model(name: str, repository: Path, concurrency: list[int], measurement_ms: int, out: Path,
-                locust_duration: str | None) -> list[Row]:
+                locust_duration: str | None, notes: list[str]) -> list[Row]:
     rows = []
     ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
     with LocalServer(repository, host="127.0.0.1", log_path=out / f"{name}.server.log", **ports) as server:
         cpu = _children_cpu_s()
-        points = perf_analyzer.run(server.http_url, contract.MODEL, concurrency, out / f"{name}.perf_analyzer.csv",
-                                   measurement_ms=measurement_ms, log_path=out / "perf_analyzer.log")
+        points, failed = perf_analyzer.run(server.http_url, contract.MODEL, concurrency,
+                                           out / f"{name}.perf_analyzer.csv", measurement_ms=measurement_ms,
+                                           log_path=out / "perf_analyzer.log")
+        for level, why in failed.items():
+            print(f"bench: {name}: perf_analyzer gave no result at concurrency {level}: {why}", flush=True)
+            notes.append(f"{name}, concurrency {level}: perf_analyzer gave no result ({why}); see perf_analyzer.log")
         # perf_analyzer runs warm-up and several windows: CPU per request is spread over what the server counted.
         served = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"]
         cpu_per_req = (_children_cpu_s() - cpu) / served * 1e6 if served else 0.0
@@ -166,11 +170,12 @@ def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None
     load_before = os.getloadavg()
     started = time.time()
     rows: list[Row] = []
+    notes: list[str] = []
     for name in models:
         repository, what = MODELS[name]
         print(f"bench: {name} ({what}) ...", flush=True)
         rows += bench_model(name, repository, concurrency, measurement_ms, out,
-                            locust_duration if name == "linear" else None)
+                            locust_duration if name == "linear" else None, notes)
     load_after = os.getloadavg()
     checks = targets(rows)
     header = (f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {machine()}. "
@@ -178,7 +183,7 @@ def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None
               f"{measurement_ms} ms windows); Locust: loadtests/linear.py, {TARGET_CONCURRENCY} users, "
               f"--binary --batch-size 1, {locust_duration or 'not run'}. Load average (1 min) "
               f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; run took {time.time() - started:.0f} s.")
-    text = markdown(rows, checks, header)
+    text = markdown(rows, checks, header) + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
     (out / "bench.md").write_text(text)
     plot(rows, out / "bench.png", f"{contract.MODEL}: Triton {settings.get('TRITON_VERSION')} Python backend on "
                                   f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d', time.gmtime(started))}")

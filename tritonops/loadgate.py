@@ -12,6 +12,7 @@ import argparse
 import csv
 import json
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -262,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
                                                         f"port {settings.port('grpc')})")
     parser.add_argument("--binary", action="store_true", help="HTTP binary tensor extension instead of JSON")
     parser.add_argument("--batch-size", type=int, default=0, help="rows per request (0: mixed 1..max_batch_size)")
-    parser.add_argument("--processes", type=int, default=0, help="Locust --processes (0: one process)")
+    parser.add_argument("--processes", type=int, default=0, help="Locust --processes (0: one process, -1: one per core)")
+    parser.add_argument("--locust-args", default="", help="more Locust arguments, e.g. '--master --expect-workers 3' "
+                                                        "to gate a run whose load comes from workers on other machines")
     a = parser.parse_args(argv)
     if a.users < 1:
         parser.error(f"--users {a.users}: must be >= 1")
@@ -272,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         passed, text = gate(url, a.users, a.duration, a.target, a.thresholds, a.report_dir, a.metrics_url,
                             user_class=a.user_class, grpc_url=a.grpc_url, binary=a.binary, batch_size=a.batch_size,
-                            processes=a.processes)
+                            processes=a.processes, extra=shlex.split(a.locust_args))
     except GateError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

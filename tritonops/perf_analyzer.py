@@ -126,30 +126,45 @@ def parse_csv(path: Path) -> list[Point]:
 
 
 def run(url: str, model: str, concurrency: list[int], csv_path: Path, *, batch_size: int = 1,
-        measurement_ms: int = 4000, log_path: Path | None = None, timeout: float = 600) -> list[Point]:
-    """Sweep concurrency levels over HTTP against url (host:port); one Point per level, all in csv_path.
+        measurement_ms: int = 4000, max_trials: int = 6, log_path: Path | None = None,
+        ) -> tuple[list[Point], dict[int, str]]:
+    """Sweep concurrency levels over HTTP against url (host:port): a Point per measured level (all in
+    csv_path), and why for each level that could not be measured (the sweep goes on without it).
 
     --concurrency-range only steps arithmetically (1,4,16,64 is not), so each level is its own call.
     """
     binary = ensure()
-    parts = []
+    parts, failed = [], {}
     for level in concurrency:
         part = csv_path.with_name(f"{csv_path.stem}.c{level}{csv_path.suffix}")
         cmd = [str(binary), "-m", model, "-u", url, "-i", "http", "-b", str(batch_size),
                "--concurrency-range", str(level), "--measurement-mode", "time_windows",
-               "--measurement-interval", str(measurement_ms), "--max-trials", "8",
+               "--measurement-interval", str(measurement_ms), "--max-trials", str(max_trials),
                # a shared 2-core box rarely holds the default 10% between windows
                "--stability-percentage", "25", "-f", str(part)]
-        done = subprocess.run(cmd, env=environment(), capture_output=True, text=True, timeout=timeout)
-        if log_path:
-            with open(log_path, "a") as log:
-                log.write(f"$ {' '.join(cmd)}\n{done.stdout}{done.stderr}\n")
-        if done.returncode != 0:
-            tail = "\n".join((done.stdout + done.stderr).strip().splitlines()[-15:])
-            raise PerfAnalyzerError(f"perf_analyzer exited with {done.returncode} at concurrency {level}:\n{tail}")
-        parts.append(part)
+        # It was seen to hang past its own trial limit on a starved box: bound it, retry once.
+        limit = measurement_ms / 1000 * (max_trials + 2) + 20
+        for attempt in (1, 2):
+            try:
+                done = subprocess.run(cmd, env=environment(), capture_output=True, text=True, timeout=limit)
+                output = done.stdout + done.stderr
+            except subprocess.TimeoutExpired as exc:
+                done, output = None, f"(killed after {limit:.0f} s) " + "".join(
+                    o.decode() if isinstance(o, bytes) else (o or "") for o in (exc.stdout, exc.stderr))
+            if log_path:
+                with open(log_path, "a") as log:
+                    log.write(f"$ {' '.join(cmd)}\n{output}\n")
+            if done is not None and done.returncode == 0:
+                parts.append(part)
+                break
+            if attempt == 2:
+                last = [line.strip() for line in output.strip().splitlines() if line.strip()][-1:]
+                failed[level] = (f"exit {done.returncode}" if done else f"no result in {limit:.0f} s") + (
+                    f": {last[0]}" if last else "")
+    if not parts:
+        raise PerfAnalyzerError(f"perf_analyzer measured no level against {url}: {failed}")
     _merge_csv(parts, csv_path)
-    return parse_csv(csv_path)
+    return parse_csv(csv_path), failed
 
 
 def _merge_csv(parts: list[Path], dest: Path) -> None:

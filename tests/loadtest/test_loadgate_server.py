@@ -111,3 +111,30 @@ def test_gate_names_the_problem_when_nothing_answers(lenient_thresholds, tmp_pat
     assert code == 1
     assert "no request completed" in summary and "Connection refused" in summary
     assert "Server-side figures unavailable: cannot scrape" in summary
+
+
+def test_gate_runs_a_distributed_master_with_a_worker(shipped_server, lenient_thresholds, tmp_path):
+    """--master here, the load from a --worker (on a real setup: other client machines)."""
+    import sys
+
+    from tritonops.server import free_port
+
+    port = free_port()
+    worker = subprocess.Popen([sys.executable, "-m", "locust", "-f", str(loadgate.LOCUSTFILE), "--worker",
+                               "--master-host", "127.0.0.1", "--master-port", str(port)],
+                              cwd=settings.ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        code, out = gate(shipped_server, tmp_path, lenient_thresholds, "lenient", 4, "4s",
+                         f"--locust-args '--master --master-bind-host 127.0.0.1 --master-bind-port {port} "
+                         f"--expect-workers 1 --expect-workers-max-wait 60'")
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+    assert code == 0, out
+    got = figures(tmp_path / "summary.md")
+    assert int(got["requests sent"]) == int(got["server: successful requests"]) > 0
