@@ -123,5 +123,5 @@ BENCH_ARGS ?=
 loadtest: $(VENV_STAMP) ## Locust SLO gate against URL (USERS, DURATION, TARGET from loadtests/thresholds.toml)
 	$(VENV)/bin/tritonops loadtest --url $(URL) --users $(USERS) --duration $(DURATION) --target $(TARGET) $(LOADTEST_ARGS)
 
-bench: $(VENV_STAMP) ## perf_analyzer: shipped linear vs seed model vs identity floor, + Locust at c=16 (~4 min)
+bench: $(VENV_STAMP) ## perf_analyzer: shipped linear vs seed model vs identity floor, + Locust at c=16 (5-8 min)
 	$(VENV)/bin/tritonops bench $(BENCH_ARGS)
