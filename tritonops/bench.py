@@ -62,7 +62,7 @@ def machine() -> str:
 
 
 def bench_model(name: str, repository: Path, concurrency: list[int], measurement_ms: int, out: Path,
-                locust_duration: str | None, notes: list[str]) -> list[Row]:
+                locust_duration: str | None, notes: list[str], target_c: int = TARGET_CONCURRENCY) -> list[Row]:
     rows = []
     ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
     with LocalServer(repository, host="127.0.0.1", log_path=out / f"{name}.server.log", **ports) as server:
@@ -81,13 +81,13 @@ def bench_model(name: str, repository: Path, concurrency: list[int], measurement
         if locust_duration:
             before = metrics.scrape(server.metrics_url, contract.MODEL)
             cpu = _children_cpu_s()
-            result = loadgate.run_locust(f"http://{server.http_url}", TARGET_CONCURRENCY, locust_duration, out,
+            result = loadgate.run_locust(f"http://{server.http_url}", target_c, locust_duration, out,
                                          prefix=f"{name}.locust", binary=True, batch_size=1)
             figures = metrics.difference(before, metrics.scrape(server.metrics_url, contract.MODEL))
             if result.failures or not result.requests:
                 raise loadgate.GateError(f"Locust against {name}: {result.failures} of {result.requests} requests "
                                          f"failed: {result.errors[:1] or result.log_errors[-1:]}")
-            rows.append(Row(name, "locust", TARGET_CONCURRENCY, result.rps, result.p50_ms, result.p99_ms,
+            rows.append(Row(name, "locust", target_c, result.rps, result.p50_ms, result.p99_ms,
                             figures.avg_queue_us / 1000, figures.avg_compute_us / 1000,
                             (_children_cpu_s() - cpu) / result.requests * 1e6))
     return rows
@@ -97,12 +97,12 @@ def find(rows: list[Row], model: str, tool: str = "perf_analyzer", concurrency: 
     return next((r for r in rows if (r.model, r.tool, r.concurrency) == (model, tool, concurrency)), None)
 
 
-def targets(rows: list[Row]) -> list[tuple[str, str, str, bool]]:
+def targets(rows: list[Row], target_c: int = TARGET_CONCURRENCY) -> list[tuple[str, str, str, bool]]:
     """(target, measured, wanted, met) for each ratio whose inputs were measured."""
     out = []
-    lin, seed, floor = find(rows, "linear"), find(rows, "seed"), find(rows, "identity")
-    locust = find(rows, "linear", "locust")
-    c = f"c={TARGET_CONCURRENCY}"
+    lin, seed, floor = (find(rows, m, concurrency=target_c) for m in ("linear", "seed", "identity"))
+    locust = find(rows, "linear", "locust", target_c)
+    c = f"c={target_c}"
     if lin and seed:
         ratio = lin.throughput / seed.throughput
         out.append((f"linear / seed throughput, {c}", f"{ratio:.2f}x", f">= {SPEEDUP_OVER_SEED}x", ratio >= SPEEDUP_OVER_SEED))
@@ -163,7 +163,7 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
 
 
 def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None, out: Path,
-        models: list[str]) -> tuple[str, list[tuple[str, str, str, bool]]]:
+        models: list[str], target_c: int = TARGET_CONCURRENCY) -> tuple[str, list[tuple[str, str, str, bool]]]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "perf_analyzer.log").unlink(missing_ok=True)
     perf_analyzer.ensure()
@@ -175,12 +175,12 @@ def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None
         repository, what = MODELS[name]
         print(f"bench: {name} ({what}) ...", flush=True)
         rows += bench_model(name, repository, concurrency, measurement_ms, out,
-                            locust_duration if name == "linear" else None, notes)
+                            locust_duration if name == "linear" else None, notes, target_c)
     load_after = os.getloadavg()
-    checks = targets(rows)
+    checks = targets(rows, target_c)
     header = (f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {machine()}. "
               f"perf_analyzer {settings.get('TRITON_VERSION')} over HTTP (binary tensors, batch 1, "
-              f"{measurement_ms} ms windows); Locust: loadtests/linear.py, {TARGET_CONCURRENCY} users, "
+              f"{measurement_ms} ms windows); Locust: loadtests/linear.py, {target_c} users, "
               f"--binary --batch-size 1, {locust_duration or 'not run'}. Load average (1 min) "
               f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; run took {time.time() - started:.0f} s.")
     text = markdown(rows, checks, header) + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
@@ -197,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measurement-ms", type=int, default=4000, help="perf_analyzer window (ms)")
     parser.add_argument("--locust-duration", default="30s", help="Locust run at concurrency 16 on linear; 0 skips it")
     parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
+    parser.add_argument("--target-concurrency", type=int, default=TARGET_CONCURRENCY,
+                        help="level the target ratios compare at, and Locust's user count")
     parser.add_argument("--report-dir", type=Path, default=REPORTS)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     a = parser.parse_args(argv)
@@ -212,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--models {a.models!r}: unknown {unknown}; choose from {', '.join(MODELS)}")
     try:
         text, checks = run(levels, a.measurement_ms, None if a.locust_duration in ("", "0") else a.locust_duration,
-                           a.report_dir, models)
+                           a.report_dir, models, a.target_concurrency)
     except (perf_analyzer.PerfAnalyzerError, loadgate.GateError, metrics.MetricsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

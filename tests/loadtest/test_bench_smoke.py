@@ -1,6 +1,7 @@
 """Seconds-long smoke form of `make bench`: it runs end to end and writes its outputs.
 
-A benchmark, not a test of speed: no figure is compared with a target here.
+A benchmark, not a test of speed: no figure is compared with a target here. Concurrency stays at
+1 and 4: perf_analyzer was seen to hang at 16/64 against the fast identity model on a starved box.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def test_perf_analyzer_comes_from_the_pinned_wheel():
 
 
 def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
-    args = f"--concurrency 1,16 --measurement-ms 500 --locust-duration 3s --report-dir {tmp_path}"
+    args = f"--concurrency 1,4 --target-concurrency 4 --measurement-ms 500 --locust-duration 3s --report-dir {tmp_path}"
     done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", "bench", f"BENCH_ARGS={args}"],
                           cwd=settings.ROOT, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -26,13 +27,13 @@ def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
     assert table in done.stdout  # printed as well as written
     rows = [line for line in table.splitlines() if line.startswith("| ") and "infer/s" not in line]
     for model in bench.MODELS:
-        for level in ("1", "16"):
+        for level in ("1", "4"):
             assert any(f"| {model} " in r and "| perf_analyzer " in r and f"| {level} " in r for r in rows), (model, level)
         with open(tmp_path / f"{model}.perf_analyzer.csv", newline="") as f:
             points = list(csv.DictReader(f))
-        assert [int(p["Concurrency"]) for p in points] == [1, 16]
+        assert [int(p["Concurrency"]) for p in points] == [1, 4]
         assert all(float(p["Inferences/Second"]) > 0 for p in points)
-    assert any("| linear " in r and "| locust " in r and "| 16 " in r for r in rows)
+    assert any("| linear " in r and "| locust " in r and "| 4 " in r for r in rows)
     for name in ("linear.locust_stats.csv", "linear.locust.html", "bench.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
