@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,16 +10,6 @@ import pytest
 
 from tritonops import settings
 from tritonops.server import LocalServer, free_port
-
-IN_CI = os.environ.get("CI") == "true"
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip where an engine/host cannot run here; in CI a skip would hide a missing install step."""
-    if IN_CI:
-        pytest.fail(f"CI=true but: {reason}")
-    pytest.skip(reason)
-
 
 def start_server(repository: Path, log_path: Path, **kwargs) -> LocalServer:
     server = LocalServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),

@@ -8,8 +8,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from tritonops import settings
 
 ANSIBLE_DIR = settings.ROOT / "ansible"
@@ -43,10 +41,3 @@ def ansible_playbook(*args: str, log: Path | None = None, timeout: float = 1800)
         proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), *args], cwd=ANSIBLE_DIR, env=env, text=True,
                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout)
     return PlayResult(proc.returncode, log.read_text())
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip where the test host cannot run here; in CI a skip would hide a missing install step."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"CI=true but: {reason}")
-    pytest.skip(reason)

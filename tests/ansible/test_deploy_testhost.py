@@ -22,7 +22,8 @@ import pytest
 from tritonops import contract, settings, smoke
 from tritonops import testhost as th
 
-from playbook_runner import LOGS, ansible_playbook, skip_or_fail
+from ci_policy import skip_or_fail
+from playbook_runner import LOGS, ansible_playbook
 
 pytestmark = pytest.mark.testhost
 HERE = Path(__file__).parent

@@ -10,18 +10,10 @@ import resource
 import secrets
 
 import pytest
+from ci_policy import skip_or_fail
 
 from tritonops import compose, images, settings
 from tritonops.server import free_port
-
-IN_CI = os.environ.get("CI") == "true"
-
-
-def skip_or_fail(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"CI=true but: {reason}")
-    pytest.skip(reason)
-
 
 @pytest.fixture(scope="session")
 def compose_cli() -> tuple[str, ...]:
