@@ -274,11 +274,16 @@ def build_baked(flavour: Flavour, repository: Path = settings.MODEL_REPOSITORY) 
     return ref
 
 
+def tarball_path(ref: str) -> Path:
+    """Where `make image-tarball` writes an image: .cache/images/<name_tag>.tar."""
+    return CACHE / f"{ref.replace('/', '_').replace(':', '_')}.tar"
+
+
 def save_tarball(flavour: Flavour, dest: Path | None = None, baked: bool = False) -> Path:
     """`docker save` the project image for hosts without a registry (docker load there); built
     first (through the layer cache) so the tarball matches images/ as it is now."""
     ref = build_baked(flavour) if baked else build_image(flavour)
-    dest = dest or CACHE / f"{ref.replace('/', '_').replace(':', '_')}.tar"
+    dest = dest or tarball_path(ref)
     dest.parent.mkdir(parents=True, exist_ok=True)
     _run(["docker", "save", "--output", str(dest), ref])
     print(dest)

@@ -36,7 +36,7 @@ def image_tarball() -> Path:
     from tritonops import images
 
     flavour = images.FLAVOURS["cpu"]
-    tarball = images.CACHE / f"{flavour.image.replace('/', '_').replace(':', '_')}.tar"
+    tarball = images.tarball_path(flavour.image)
     try:
         import docker
 
