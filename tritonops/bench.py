@@ -34,6 +34,8 @@ SPEEDUP_OVER_SEED = 4.5
 SHARE_OF_FLOOR = 0.95
 P99_OVER_FLOOR = 1.1
 LOCUST_SHARE = 0.85
+# perf_analyzer's rule: a level is measured once max/min of its last 3 windows is within this many %.
+STABILITY_PCT = 25
 
 
 @dataclass(frozen=True)
@@ -62,14 +64,15 @@ def machine() -> str:
 
 
 def bench_model(name: str, repository: Path, concurrency: list[int], measurement_ms: int, out: Path,
-                locust_duration: str | None, notes: list[str], target_c: int = TARGET_CONCURRENCY) -> list[Row]:
+                locust_duration: str | None, notes: list[str], target_c: int = TARGET_CONCURRENCY,
+                stability_pct: float = STABILITY_PCT) -> list[Row]:
     rows = []
     ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
     with LocalServer(repository, host="127.0.0.1", log_path=out / f"{name}.server.log", **ports) as server:
         cpu = _children_cpu_s()
         points, failed = perf_analyzer.run(server.http_url, contract.MODEL, concurrency,
                                            out / f"{name}.perf_analyzer.csv", measurement_ms=measurement_ms,
-                                           log_path=out / "perf_analyzer.log")
+                                           stability_pct=stability_pct, log_path=out / "perf_analyzer.log")
         for level, why in failed.items():
             print(f"bench: {name}: perf_analyzer gave no result at concurrency {level}: {why}", flush=True)
             notes.append(f"{name}, concurrency {level}: perf_analyzer gave no result ({why}); see perf_analyzer.log")
@@ -163,7 +166,8 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
 
 
 def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None, out: Path,
-        models: list[str], target_c: int = TARGET_CONCURRENCY) -> tuple[str, list[tuple[str, str, str, bool]]]:
+        models: list[str], target_c: int = TARGET_CONCURRENCY,
+        stability_pct: float = STABILITY_PCT) -> tuple[str, list[tuple[str, str, str, bool]]]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "perf_analyzer.log").unlink(missing_ok=True)
     perf_analyzer.ensure()
@@ -175,12 +179,12 @@ def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None
         repository, what = MODELS[name]
         print(f"bench: {name} ({what}) ...", flush=True)
         rows += bench_model(name, repository, concurrency, measurement_ms, out,
-                            locust_duration if name == "linear" else None, notes, target_c)
+                            locust_duration if name == "linear" else None, notes, target_c, stability_pct)
     load_after = os.getloadavg()
     checks = targets(rows, target_c)
     header = (f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {machine()}. "
               f"perf_analyzer {settings.get('TRITON_VERSION')} over HTTP (binary tensors, batch 1, "
-              f"{measurement_ms} ms windows); Locust: loadtests/linear.py, {target_c} users, "
+              f"{measurement_ms} ms windows, stable within {stability_pct:g}%); Locust: loadtests/linear.py, {target_c} users, "
               f"--binary --batch-size 1, {locust_duration or 'not run'}. Load average (1 min) "
               f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; run took {time.time() - started:.0f} s.")
     text = markdown(rows, checks, header) + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
@@ -199,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
     parser.add_argument("--target-concurrency", type=int, default=TARGET_CONCURRENCY,
                         help="level the target ratios compare at, and Locust's user count")
+    parser.add_argument("--stability-percentage", type=float, default=STABILITY_PCT,
+                        help="perf_analyzer -s: how far (max/min, %%) the last 3 windows of a level may spread")
     parser.add_argument("--report-dir", type=Path, default=REPORTS)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     a = parser.parse_args(argv)
@@ -214,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--models {a.models!r}: unknown {unknown}; choose from {', '.join(MODELS)}")
     try:
         text, checks = run(levels, a.measurement_ms, None if a.locust_duration in ("", "0") else a.locust_duration,
-                           a.report_dir, models, a.target_concurrency)
+                           a.report_dir, models, a.target_concurrency, a.stability_percentage)
     except (perf_analyzer.PerfAnalyzerError, loadgate.GateError, metrics.MetricsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -126,7 +126,7 @@ def parse_csv(path: Path) -> list[Point]:
 
 
 def run(url: str, model: str, concurrency: list[int], csv_path: Path, *, batch_size: int = 1,
-        measurement_ms: int = 4000, max_trials: int = 6, log_path: Path | None = None,
+        measurement_ms: int = 4000, max_trials: int = 6, stability_pct: float = 25, log_path: Path | None = None,
         ) -> tuple[list[Point], dict[int, str]]:
     """Sweep concurrency levels over HTTP against url (host:port): a Point per measured level (all in
     csv_path), and why for each level that could not be measured (the sweep goes on without it).
@@ -141,7 +141,7 @@ def run(url: str, model: str, concurrency: list[int], csv_path: Path, *, batch_s
                "--concurrency-range", str(level), "--measurement-mode", "time_windows",
                "--measurement-interval", str(measurement_ms), "--max-trials", str(max_trials),
                # a shared 2-core box rarely holds the default 10% between windows
-               "--stability-percentage", "25", "-f", str(part)]
+               "--stability-percentage", f"{stability_pct:g}", "-f", str(part)]
         # It hangs now and then after its first pass (client memory growing, the server idle with
         # nothing pending), against fast models at c >= 16 even on a quiet box: about half the
         # runs of identity at c=16 here. Bound each try and make three.

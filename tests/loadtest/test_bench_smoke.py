@@ -2,6 +2,10 @@
 
 A benchmark, not a test of speed: no figure is compared with a target here. Concurrency stays at
 1 and 4: perf_analyzer was seen to hang at 16/64 against the fast identity model on a starved box.
+It must pass on a busy box, so perf_analyzer's stability rule is relaxed (max/min of the last three
+windows within 1000%, not the bench's 25%): on a loaded 2-core box a level could spread past 25%
+in every window and get no number at all, which failed this test (issue 13). What the test still
+demands is a number for every model and level: a broken perf_analyzer or bench model fails it.
 """
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ def test_perf_analyzer_comes_from_the_pinned_wheel():
 
 
 def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
-    args = f"--concurrency 1,4 --target-concurrency 4 --measurement-ms 500 --locust-duration 3s --report-dir {tmp_path}"
+    args = (f"--concurrency 1,4 --target-concurrency 4 --measurement-ms 500 --stability-percentage 1000 "
+            f"--locust-duration 3s --report-dir {tmp_path}")
     done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", "bench", f"BENCH_ARGS={args}"],
                           cwd=settings.ROOT, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout + done.stderr
