@@ -54,6 +54,10 @@ def cpu_base() -> str:
     return f"{settings.get('CPU_BASE_IMAGE')}:{settings.get('NGC_TAG')}"
 
 
+def gateway_image() -> str:
+    return f"{settings.get('GATEWAY_IMAGE')}:{settings.get('HAPROXY_VERSION')}"
+
+
 def ngc_base() -> str:
     return f"{settings.get('NGC_IMAGE')}:{settings.get('NGC_TAG')}-py3"
 
@@ -255,6 +259,17 @@ def build_standins() -> list[str]:
     return [ref]
 
 
+def build_gateway() -> str:
+    """HAProxy from Debian, on the Debian base: the image compose runs in front of Triton."""
+    ref = gateway_image()
+    build_debian_base()
+    done = _timed(f"gateway {ref}")
+    docker_build(IMAGES / "gateway.Dockerfile", [], ref,
+                 {"DEBIAN_BASE": debian_base(), "HAPROXY_VERSION": settings.get("HAPROXY_VERSION")})
+    done()
+    return ref
+
+
 def build_baked(flavour: Flavour, repository: Path = settings.MODEL_REPOSITORY) -> str:
     """The project image plus the (validated) model repository at /models: <image>-baked."""
     from . import validate
@@ -307,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
             download_wheels(flavour)
         elif args.what == "image":
             build_baked(flavour) if args.bake else build_image(flavour)
+            build_gateway()
         elif args.what == "standins":
             build_standins()
         else:

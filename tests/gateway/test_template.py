@@ -1,0 +1,67 @@
+"""The one template renders valid HAProxy configurations for each way it is used (compose with DNS
+and replicas, fixed fleet addresses, TLS + API keys), and bad gateway settings are named."""
+from __future__ import annotations
+
+import pytest
+
+from tritonops import compose, gateway, settings
+
+V = settings.versions()
+
+
+def rendered_and_checked(tmp_path, backends, **kwargs) -> str:
+    path = tmp_path / "haproxy.cfg"
+    path.write_text(gateway.render(backends, admin_socket=str(tmp_path / "admin.sock"), **kwargs))
+    gateway.check_config(path)  # haproxy -c: raises with HAProxy's own message
+    return path.read_text()
+
+
+def test_compose_flavour_finds_every_replica_by_dns(haproxy, tmp_path):
+    b = gateway.Backend("triton", "triton", 8000, 8001, 8002, replicas=3)
+    text = rendered_and_checked(tmp_path, [b], resolvers=gateway.DOCKER_DNS)
+    for i in (1, 2, 3):
+        assert f"server triton{i} triton:8001 proto h2 check port 8000 check-proto h1 resolvers dns" in text
+    assert f"bind 0.0.0.0:{V['HTTP_PORT']}\n" in text and f"bind 0.0.0.0:{V['GRPC_PORT']} proto h2\n" in text
+
+
+def test_fleet_flavour_lists_fixed_addresses(haproxy, tmp_path):
+    hosts = [gateway.Backend(f"gpu{i}", f"127.0.0.{i}", 8000, 8001, 8002) for i in (1, 2)]
+    text = rendered_and_checked(tmp_path, hosts)
+    assert "server gpu2 127.0.0.2:8000 check" in text and "resolvers" not in text
+
+
+def test_tls_and_keys_flavour(haproxy, tmp_path):
+    import subprocess
+
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=t",
+                    "-keyout", str(tmp_path / "k"), "-out", str(tmp_path / "c")], check=True, capture_output=True)
+    (tmp_path / "tls.pem").write_text((tmp_path / "c").read_text() + (tmp_path / "k").read_text())
+    (tmp_path / "keys").write_text("k1\n")
+    text = rendered_and_checked(tmp_path, [gateway.Backend("t", "127.0.0.1", 8000, 8001, 8002)],
+                                tls_pem=str(tmp_path / "tls.pem"), api_keys_file=str(tmp_path / "keys"))
+    assert text.count(f"ssl crt {tmp_path / 'tls.pem'}") == 2 and "x-api-key" in text
+
+
+def test_ports_and_limits_come_from_versions_env():
+    values = {**V, "HTTP_PORT": "9100", "GATEWAY_MAX_BODY_BYTES": "4096"}
+    text = gateway.render([gateway.Backend("t", "h", 9100, 9101, 9102)], admin_socket="/s", values=values)
+    assert "bind 0.0.0.0:9100\n" in text and "gt 4096 }" in text and f"tune.bufsize {4096 + 65536}" in text
+
+
+def test_no_backend_is_an_error():
+    with pytest.raises(gateway.GatewayError, match="at least one backend"):
+        gateway.render([], admin_socket="/s")
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"GATEWAY_TLS_CERT": "{cert}"}, "GATEWAY_TLS_CERT and GATEWAY_TLS_KEY turn TLS on together"),
+    ({"GATEWAY_TLS_CERT": "/nonexistent/cert.pem", "GATEWAY_TLS_KEY": "{cert}"}, "GATEWAY_TLS_CERT=/nonexistent/cert.pem: no such file"),
+    ({"GATEWAY_API_KEYS_FILE": "{empty}"}, "holds no key"),
+    ({"TRITON_REPLICAS": "0"}, "TRITON_REPLICAS='0'"),
+])
+def test_bad_gateway_settings_are_named(tmp_path, overrides, message):
+    (tmp_path / "cert.pem").write_text("x")
+    (tmp_path / "empty").write_text("# no keys yet\n")
+    overrides = {k: v.format(cert=tmp_path / "cert.pem", empty=tmp_path / "empty") for k, v in overrides.items()}
+    with pytest.raises(compose.ComposeError, match=message.replace("(", r"\(")):
+        compose.write_env(tmp_path / "stack.env", overrides)

@@ -1,0 +1,208 @@
+"""The gateway: HAProxy in front of Triton, from the one template gateway/haproxy.cfg.j2.
+
+The compose stack (tritonops.compose), the benchmark and the tests render it here; Ansible renders
+the same file with its template module. `LocalGateway` runs this machine's haproxy binary (Debian's
+package) in front of local tritonservers, the way `LocalServer` runs the wheel's Triton.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from . import settings
+
+HOME = settings.ROOT / "gateway"
+TEMPLATE = HOME / "haproxy.cfg.j2"
+CHECK_REQUEST = HOME / "check-request.json"
+# Docker's embedded DNS: a compose service name resolves to every replica's address.
+DOCKER_DNS = "127.0.0.11:53"
+
+
+class GatewayError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One Triton behind the gateway; replicas > 1 only with DNS (every address of a compose service)."""
+
+    name: str
+    host: str
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    replicas: int = 1
+
+
+def check_body() -> str:
+    """The health probe's inference (one row of the seed), compact, as HAProxy sends it."""
+    return json.dumps(json.loads(CHECK_REQUEST.read_text()), separators=(",", ":"))
+
+
+def variables(backends: list[Backend], *, bind: str = "0.0.0.0", ports: dict[str, int] | None = None,
+              resolvers: str = "", tls_pem: str = "", api_keys_file: str = "", admin_socket: str,
+              values: dict[str, str] | None = None) -> dict:
+    """The template's gateway_* variables (Ansible's role passes the same names)."""
+    v = values or settings.versions()
+    ports = {"http": int(v["HTTP_PORT"]), "grpc": int(v["GRPC_PORT"]), "metrics": int(v["METRICS_PORT"]),
+             "stats": int(v["GATEWAY_STATS_PORT"]), **(ports or {})}
+    return {
+        "gateway_backends": [b.__dict__ for b in backends], "gateway_bind": bind,
+        "gateway_http_port": ports["http"], "gateway_grpc_port": ports["grpc"],
+        "gateway_metrics_port": ports["metrics"], "gateway_stats_port": ports["stats"],
+        "gateway_resolvers": resolvers, "gateway_tls_pem": tls_pem, "gateway_api_keys_file": api_keys_file,
+        "gateway_admin_socket": admin_socket, "gateway_model": v["MODEL_NAME"], "gateway_check_body": check_body(),
+        "gateway_max_body_bytes": int(v["GATEWAY_MAX_BODY_BYTES"]), "gateway_maxconn": int(v["GATEWAY_MAXCONN"]),
+        "gateway_server_maxconn": int(v["GATEWAY_SERVER_MAXCONN"]),
+        "gateway_timeout_request": v["GATEWAY_TIMEOUT_REQUEST"], "gateway_timeout_server": v["GATEWAY_TIMEOUT_SERVER"],
+        "gateway_log_level": v["GATEWAY_LOG_LEVEL"],
+    }
+
+
+def render(backends: list[Backend], **kwargs) -> str:
+    if not backends:
+        raise GatewayError("the gateway needs at least one backend")
+    # trim_blocks as Ansible's template module renders it, so both give the same file.
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(HOME), undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, keep_trailing_newline=True)
+    try:
+        return env.get_template(TEMPLATE.name).render(variables(backends, **kwargs))
+    except (jinja2.TemplateError, KeyError, ValueError) as exc:
+        raise GatewayError(f"{TEMPLATE}: cannot render ({exc})") from None
+
+
+def haproxy_binary() -> str:
+    found = shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy",) if os.path.exists(p)), None)
+    if not found:
+        raise GatewayError("haproxy is not installed here (apt-get install haproxy)")
+    return found
+
+
+def check_config(path: Path) -> None:
+    """`haproxy -c`: the rendered file is valid for this HAProxy (names the line when it is not)."""
+    done = subprocess.run([haproxy_binary(), "-c", "-f", str(path)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise GatewayError(f"{path} is not a valid HAProxy configuration:\n{done.stdout}{done.stderr}")
+
+
+class LocalGateway:
+    """This machine's haproxy (master-worker, foreground) with a rendered config, on 127.0.0.1."""
+
+    def __init__(self, backends: list[Backend], workdir: Path, ports: dict[str, int], **kwargs):
+        self.workdir, self.ports = workdir, ports
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config = workdir / "haproxy.cfg"
+        self.admin_socket = workdir / "admin.sock"
+        self.config.write_text(render(backends, bind="127.0.0.1", ports=ports,
+                                      admin_socket=str(self.admin_socket), **kwargs))
+        self.log_path = workdir / "haproxy.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.ports['http']}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports['grpc']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
+
+    @property
+    def stats_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['stats']}"
+
+    def start(self, wait_up: float = 60) -> "LocalGateway":
+        check_config(self.config)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([haproxy_binary(), "-W", "-db", "-f", str(self.config)], stdin=subprocess.DEVNULL,
+                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + wait_up
+        while not self.healthy():
+            if self.proc.poll() is not None:
+                raise GatewayError(f"haproxy exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise GatewayError(f"no backend UP behind the gateway after {wait_up:.0f}s: {self.server_states()}")
+            time.sleep(0.2)
+        return self
+
+    def healthy(self) -> bool:
+        """monitor-uri: 200 while at least one Triton answers the inference check."""
+        try:
+            with urllib.request.urlopen(f"{self.stats_url}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def admin(self, command: str) -> str:
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(str(self.admin_socket))
+            s.sendall(command.encode() + b"\n")
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def server_states(self) -> dict[tuple[str, str], str]:
+        """(backend, server) -> UP/DOWN/MAINT/..., from `show stat` on the admin socket."""
+        lines = self.admin("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+        return {(r["pxname"], r["svname"]): r["status"] for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGUSR1)  # soft stop: finish what is in flight
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def __enter__(self) -> "LocalGateway":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="tritonops gateway", description=__doc__)
+    parser.add_argument("what", choices=["render"], help="print the configuration for one Triton (compose's)")
+    parser.add_argument("--backend", default="triton", help="Triton's host name or address")
+    parser.add_argument("--check", action="store_true", help="also validate it with this machine's haproxy -c")
+    args = parser.parse_args(argv)
+    v = settings.versions()
+    backend = Backend("triton", args.backend, int(v["HTTP_PORT"]), int(v["GRPC_PORT"]), int(v["METRICS_PORT"]))
+    try:
+        text = render([backend], admin_socket="/tmp/haproxy-admin.sock", resolvers=DOCKER_DNS)
+        if args.check:
+            path = settings.ROOT / ".cache" / "gateway" / "haproxy.cfg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            check_config(path)
+    except GatewayError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        return 1
+    print(text, end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
