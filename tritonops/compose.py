@@ -3,7 +3,9 @@
 `make up`, `make down` and `make logs` call this module. The env file holds every versions.env key
 (environment variables of the same name override them, as with `make up HTTP_PORT=9000`) plus what
 compose needs that is derived: the host ports (HOST_HTTP_PORT... default to the container ports),
-absolute paths, and the rendered Prometheus config (Prometheus does not expand variables itself).
+absolute paths, the rendered Prometheus config (Prometheus does not expand variables itself) and
+the gateway's files: its HAProxy config rendered from gateway/haproxy.cfg.j2, the TLS PEM and the
+API keys (empty files while those are off).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import images, settings
+from . import gateway, images, settings
 
 COMPOSE_DIR = settings.ROOT / "compose"
 BASE_FILE = COMPOSE_DIR / "compose.yaml"
@@ -61,7 +63,49 @@ def environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
             raise ComposeError(f"{key}={values[key]!r}: expected a port number 1-65535")
     if not Path(values["MODEL_REPOSITORY_DIR"]).is_dir():
         raise ComposeError(f"MODEL_REPOSITORY={values['MODEL_REPOSITORY']}: no such directory")
+    if not values["TRITON_REPLICAS"].isdigit() or int(values["TRITON_REPLICAS"]) < 1:
+        raise ComposeError(f"TRITON_REPLICAS={values['TRITON_REPLICAS']!r}: expected a whole number >= 1")
     return values
+
+
+def _file_value(values: dict[str, str], key: str) -> Path | None:
+    """A versions.env key naming a file: None when empty, else the file, which must exist."""
+    if not values[key]:
+        return None
+    path = Path(values[key]).expanduser()
+    if not path.is_file():
+        raise ComposeError(f"{key}={values[key]}: no such file")
+    return path
+
+
+def write_gateway(directory: Path, values: dict[str, str]) -> dict[str, str]:
+    """The gateway's config, TLS PEM and API keys in directory (0700; the files are mounted one by
+    one, read by the container's haproxy user); returns the env keys compose mounts them from."""
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    cert, key = _file_value(values, "GATEWAY_TLS_CERT"), _file_value(values, "GATEWAY_TLS_KEY")
+    if bool(cert) != bool(key):
+        raise ComposeError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY turn TLS on together: set both, or neither")
+    keys = _file_value(values, "GATEWAY_API_KEYS_FILE")
+    key_lines = [k.strip() for k in keys.read_text().splitlines() if k.strip() and not k.startswith("#")] if keys else []
+    if keys and not key_lines:
+        raise ComposeError(f"GATEWAY_API_KEYS_FILE={keys}: holds no key (one key per line)")
+    files = {"GATEWAY_CONFIG": directory / "haproxy.cfg", "GATEWAY_TLS_PEM": directory / "tls.pem",
+             "GATEWAY_API_KEYS": directory / "api-keys"}
+    files["GATEWAY_TLS_PEM"].write_text(cert.read_text().rstrip("\n") + "\n" + key.read_text() if cert else "")
+    files["GATEWAY_API_KEYS"].write_text("".join(f"{k}\n" for k in key_lines))
+    inside = "/usr/local/etc/haproxy"  # where compose.yaml mounts them
+    backend = gateway.Backend("triton", "triton", int(values["HTTP_PORT"]), int(values["GRPC_PORT"]),
+                              int(values["METRICS_PORT"]), replicas=int(values["TRITON_REPLICAS"]))
+    try:
+        files["GATEWAY_CONFIG"].write_text(gateway.render(
+            [backend], resolvers=gateway.DOCKER_DNS, admin_socket="/tmp/haproxy-admin.sock", values=values,
+            tls_pem=f"{inside}/tls.pem" if cert else "", api_keys_file=f"{inside}/api-keys" if keys else ""))
+    except gateway.GatewayError as exc:
+        raise ComposeError(str(exc)) from None
+    for f in files.values():
+        f.chmod(0o644)
+    return {k: str(v) for k, v in files.items()}
 
 
 def write_env(path: Path, overrides: dict[str, str] | None = None) -> Path:
@@ -74,6 +118,7 @@ def write_env(path: Path, overrides: dict[str, str] | None = None) -> Path:
     except (KeyError, ValueError) as exc:
         raise ComposeError(f"{PROMETHEUS_TEMPLATE}: bad placeholder ({exc}); use ${{KEY}} with a versions.env KEY") from None
     values["PROMETHEUS_CONFIG"] = str(prometheus)
+    values.update(write_gateway(path.with_name(path.stem + ".gateway"), values))
     path.write_text("# Written by tritonops.compose from versions.env; do not edit.\n"
                     + "".join(f"{k}={v}\n" for k, v in values.items()))
     return path
@@ -116,7 +161,7 @@ class Stack:
 
     def up(self, services: list[str] | None = None, timeout: float = 240) -> None:
         """`up -d`, then wait until every started container with a healthcheck is healthy (v1 has no --wait)."""
-        self.run("up", "-d", *(services or []))
+        self.run("up", "-d", "--scale", f"triton={self.env['TRITON_REPLICAS']}", *(services or []))
         self.wait_healthy(timeout)
 
     def wait_healthy(self, timeout: float = 240) -> None:
@@ -142,6 +187,19 @@ class Stack:
         self.run("down", "--volumes", "--remove-orphans", "--timeout", "20")
 
 
+def build_missing(gpu: bool, monitoring: bool) -> None:
+    """Build every image the stack runs that is not here yet, so `make up` alone works on a fresh
+    machine with an engine. The GPU image needs the NGC base pulled first (images says so)."""
+    flavour = images.FLAVOURS["gpu" if gpu else "cpu"]
+    if not images.image_exists(flavour.image):
+        print(f"{flavour.image} is not built yet: building it (make image{' GPU=1' if gpu else ''})", flush=True)
+        images.build_image(flavour)
+    if not images.image_exists(images.gateway_image()):
+        images.build_gateway()
+    if monitoring:
+        images.build_standins()
+
+
 def _state(container_id: str) -> dict:
     out = subprocess.run(["docker", "inspect", "--format", "{{json .State}}", container_id],
                          capture_output=True, text=True)
@@ -162,9 +220,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"env file: {stack.env_file}")
         if args.what == "up":
             env = stack.env
-            image = f"{env['IMAGE_REPO']}:{env['NGC_TAG']}-{'gpu' if args.gpu else 'cpu'}"
-            if not images.image_exists(image):
-                raise ComposeError(f"image {image} is not built: run `make image{' GPU=1' if args.gpu else ''}` first")
+            build_missing(args.gpu, args.monitoring)
             stack.up()
             print(f"healthy: HTTP {env['BIND_ADDRESS']}:{env['HOST_HTTP_PORT']}  gRPC {env['BIND_ADDRESS']}:"
                   f"{env['HOST_GRPC_PORT']}  metrics {env['BIND_ADDRESS']}:{env['HOST_METRICS_PORT']}")

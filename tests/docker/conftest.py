@@ -39,33 +39,45 @@ def docker_client(compose_cli):
 
 @pytest.fixture(scope="session")
 def built_images(docker_client) -> dict[str, str]:
-    """The CPU project image and the Prometheus stand-in, built now through Docker's layer cache, so
-    the tests run what images/ says. The bases are built only when absent (debootstrap is slow)."""
+    """The CPU project image, the gateway and the Prometheus stand-in, built now through Docker's
+    layer cache, so the tests run what images/ says. The bases are built only when absent (debootstrap is slow)."""
     if not images.image_exists(images.debian_base()) and os.geteuid() != 0:
         skip_or_fail(f"{images.debian_base()} is missing and debootstrap needs root (sudo make base-image)")
     try:
         project = images.build_image(images.FLAVOURS["cpu"])
+        gateway = images.build_gateway()
         prometheus = images.build_standins()[0]
     except images.BuildError as exc:
         pytest.fail(f"image build failed: {exc}")
-    return {"triton": project, "prometheus": prometheus}
+    return {"triton": project, "gateway": gateway, "prometheus": prometheus}
 
 
-@pytest.fixture(scope="module")
-def stack(built_images, tmp_path_factory):
-    """triton + prometheus from compose/compose.yaml, unmodified, under a project name of its own,
-    published on free 127.0.0.1 ports; taken down (volumes, networks) even when a test fails."""
-    overrides = {"BIND_ADDRESS": "127.0.0.1", **{key: str(free_port()) for key in compose.HOST_PORTS}}
+def start_stack(tmp_path, monitoring: bool = False, services=("triton", "gateway"), **overrides) -> compose.Stack:
+    """compose/compose.yaml, unmodified, under a project name of its own, published on free
+    127.0.0.1 ports; `overrides` are env-file values (TLS, keys, replicas...)."""
+    overrides = {"BIND_ADDRESS": "127.0.0.1", **{key: str(free_port()) for key in compose.HOST_PORTS}, **overrides}
     # A sandboxed engine (this testbed) inherits a hard memlock limit it cannot raise: ask for that.
     hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
     if hard != resource.RLIM_INFINITY and settings.get("MEMLOCK_LIMIT") == "-1":
         overrides["MEMLOCK_LIMIT"] = str(hard)
-    env_file = compose.write_env(tmp_path_factory.mktemp("compose") / "compose.env", overrides)
+    env_file = compose.write_env(tmp_path / "compose.env", overrides)
     project = f"tritonops-test-{os.getpid()}-{secrets.token_hex(3)}"
-    stack = compose.Stack(project, env_file, monitoring=True)
+    stack = compose.Stack(project, env_file, monitoring=monitoring)
     try:
-        # Grafana has no offline stand-in here: its dashboard is checked against Prometheus instead.
-        stack.up(["triton", "prometheus"])
+        stack.up(list(services))
+    except BaseException:
+        stack.run("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
+        raise
+    return stack
+
+
+@pytest.fixture(scope="module")
+def stack(built_images, tmp_path_factory):
+    """triton + gateway + prometheus; taken down (volumes, networks) even when a test fails."""
+    # Grafana has no offline stand-in here: its dashboard is checked against Prometheus instead.
+    stack = start_stack(tmp_path_factory.mktemp("compose"), monitoring=True,
+                        services=("triton", "gateway", "prometheus"))
+    try:
         yield stack
     finally:
         stack.run("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
