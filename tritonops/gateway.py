@@ -65,6 +65,7 @@ def variables(backends: list[Backend], *, bind: str = "0.0.0.0", ports: dict[str
         "gateway_resolvers": resolvers, "gateway_tls_pem": tls_pem, "gateway_api_keys_file": api_keys_file,
         "gateway_admin_socket": admin_socket, "gateway_model": v["MODEL_NAME"], "gateway_check_body": check_body(),
         "gateway_max_body_bytes": int(v["GATEWAY_MAX_BODY_BYTES"]), "gateway_maxconn": int(v["GATEWAY_MAXCONN"]),
+        "gateway_threads": int(v["GATEWAY_THREADS"]),
         "gateway_server_maxconn": int(v["GATEWAY_SERVER_MAXCONN"]),
         "gateway_timeout_request": v["GATEWAY_TIMEOUT_REQUEST"], "gateway_timeout_server": v["GATEWAY_TIMEOUT_SERVER"],
         "gateway_log_level": v["GATEWAY_LOG_LEVEL"],

@@ -125,9 +125,9 @@ def test_chunked_bomb_is_refused_and_no_backend_dies(gw, replicas):
 
 
 def test_small_chunked_body_reaches_triton_reframed(gw, replicas):
-    """600 000 one-byte chunks (3.6 MB on the wire) fit the cap: Triton gets them re-framed and
-    answers its usual parse error instead of overflowing its stack."""
-    answer = hostile.send_raw("127.0.0.1", gw.ports["http"], hostile.chunked_post(600_000))
+    """A chunked body under the cap, in one-byte chunks (6 bytes each on the wire): Triton gets it
+    re-framed and answers its usual parse error."""
+    answer = hostile.send_raw("127.0.0.1", gw.ports["http"], hostile.chunked_post(MAX_BODY - 1024))
     assert hostile.status_of(answer) in (400, 500) and b"failed to parse the request JSON" in answer, answer[:300]
     assert_serving(gw, replicas)
 
