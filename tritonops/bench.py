@@ -3,8 +3,10 @@
 Each model gets its own real tritonserver (one at a time, free ports) and the same perf_analyzer
 sweep: HTTP, batch 1, concurrency 1, 4, 16, 64. The Locust file then loads the shipped model at
 concurrency 16 with the same request shape (binary tensors, batch 1) to show how close Locust gets
-to NVIDIA's C++ load generator. Writes bench.md (table), bench.png (plot) and the raw CSVs to
-reports/bench/, prints the table and the target ratios (all measured in this one run).
+to NVIDIA's C++ load generator, and perf_analyzer runs the target level once more through the
+gateway (this machine's haproxy, gateway/haproxy.cfg.j2) to price it. Writes bench.md (table),
+bench.png (plot) and the raw CSVs to reports/bench/, prints the table and the target ratios (all
+measured in this one run).
 """
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import contract, loadgate, metrics, perf_analyzer, settings
+from . import contract, gateway, loadgate, metrics, perf_analyzer, settings
 from .server import LocalServer, free_port
 
 BENCH_MODELS = settings.ROOT / "loadtests" / "bench_models"
@@ -34,6 +36,7 @@ SPEEDUP_OVER_SEED = 4.5
 SHARE_OF_FLOOR = 0.95
 P99_OVER_FLOOR = 1.1
 LOCUST_SHARE = 0.85
+GATEWAY_SHARE = 0.8  # issue 8: throughput through the gateway / direct, both on these 2 shared cores
 # perf_analyzer's rule: a level is measured once max/min of its last 3 windows is within this many %.
 STABILITY_PCT = 25
 
@@ -81,6 +84,8 @@ def bench_model(name: str, repository: Path, concurrency: list[int], measurement
         cpu_per_req = (_children_cpu_s() - cpu) / served * 1e6 if served else 0.0
         rows += [Row(name, "perf_analyzer", p.concurrency, p.throughput, p.p50_us / 1000, p.p99_us / 1000,
                      p.queue_us / 1000, p.compute_us / 1000, cpu_per_req) for p in points]
+        if name == "linear":
+            rows += through_gateway(server, target_c, measurement_ms, stability_pct, out, notes)
         if locust_duration:
             before = metrics.scrape(server.metrics_url, contract.MODEL)
             cpu = _children_cpu_s()
@@ -94,6 +99,27 @@ def bench_model(name: str, repository: Path, concurrency: list[int], measurement
                             figures.avg_queue_us / 1000, figures.avg_compute_us / 1000,
                             (_children_cpu_s() - cpu) / result.requests * 1e6))
     return rows
+
+
+def through_gateway(server: LocalServer, level: int, measurement_ms: int, stability_pct: float, out: Path,
+                    notes: list[str]) -> list[Row]:
+    """The same perf_analyzer level through the gateway (this machine's haproxy, the repo's template)."""
+    try:
+        backend = gateway.Backend("linear", "127.0.0.1", server.ports["http"], server.ports["grpc"], server.ports["metrics"])
+        ports = {k: free_port() for k in ("http", "grpc", "metrics", "stats")}
+        with gateway.LocalGateway([backend], out / "gateway", ports) as gw:
+            points, failed = perf_analyzer.run(gw.http_url, contract.MODEL, [level], out / "linear.gateway.perf_analyzer.csv",
+                                               measurement_ms=measurement_ms, stability_pct=stability_pct,
+                                               log_path=out / "perf_analyzer.log")
+    except (gateway.GatewayError, perf_analyzer.PerfAnalyzerError) as exc:
+        print(f"bench: the gateway was not measured: {exc}", flush=True)
+        notes.append(f"linear through the gateway: not measured ({exc})")
+        return []
+    return [Row("linear", GATEWAY_TOOL, p.concurrency, p.throughput, p.p50_us / 1000, p.p99_us / 1000,
+                p.queue_us / 1000, p.compute_us / 1000, 0.0) for p in points]
+
+
+GATEWAY_TOOL = "perf_analyzer via gateway"
 
 
 def find(rows: list[Row], model: str, tool: str = "perf_analyzer", concurrency: int = TARGET_CONCURRENCY):
@@ -114,6 +140,11 @@ def targets(rows: list[Row], target_c: int = TARGET_CONCURRENCY) -> list[tuple[s
         out.append((f"linear / identity floor throughput, {c}", f"{ratio:.2f}x", f">= {SHARE_OF_FLOOR}x", ratio >= SHARE_OF_FLOOR))
         ratio = lin.p99_ms / floor.p99_ms
         out.append((f"linear / identity floor p99, {c}", f"{ratio:.2f}x", f"<= {P99_OVER_FLOOR}x", ratio <= P99_OVER_FLOOR))
+    via = find(rows, "linear", GATEWAY_TOOL, target_c)
+    if lin and via:
+        ratio = via.throughput / lin.throughput
+        out.append((f"gateway / direct throughput (linear), {c}", f"{ratio:.2f}x", f">= {GATEWAY_SHARE}x",
+                    ratio >= GATEWAY_SHARE))
     if lin and locust:
         ratio = locust.throughput / lin.throughput
         out.append((f"Locust / perf_analyzer throughput (linear), {c}", f"{ratio:.2f}x", f">= {LOCUST_SHARE}x",
@@ -148,9 +179,11 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
             left.plot(xs, [p.throughput for p in pts], marker="o", label=model)
             right.plot(xs, [p.p99_ms for p in pts], marker="o", label=model)
     for r in rows:
-        if r.tool == "locust":
-            left.plot([r.concurrency], [r.throughput], marker="*", markersize=12, linestyle="", label=f"{r.model} (Locust)")
-            right.plot([r.concurrency], [r.p99_ms], marker="*", markersize=12, linestyle="", label=f"{r.model} (Locust)")
+        if r.tool in ("locust", GATEWAY_TOOL):
+            style = {"marker": "*" if r.tool == "locust" else "D", "markersize": 10, "linestyle": ""}
+            label = f"{r.model} ({'Locust' if r.tool == 'locust' else 'through the gateway'})"
+            left.plot([r.concurrency], [r.throughput], label=label, **style)
+            right.plot([r.concurrency], [r.p99_ms], label=label, **style)
     levels = sorted({r.concurrency for r in rows})
     for ax, label in ((left, "throughput (infer/s)"), (right, "p99 latency (ms)")):
         ax.set_xscale("log", base=2)

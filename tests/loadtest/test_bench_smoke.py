@@ -10,6 +10,7 @@ demands is a number for every model and level: a broken perf_analyzer or bench m
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 
 from tritonops import bench, perf_analyzer, settings
@@ -39,6 +40,8 @@ def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
         assert [int(p["Concurrency"]) for p in points] == [1, 4]
         assert all(float(p["Inferences/Second"]) > 0 for p in points)
     assert any("| linear " in r and "| locust " in r and "| 4 " in r for r in rows)
+    gateway_measured = shutil.which("haproxy") is not None  # the bench says why not, otherwise
+    assert any("| perf_analyzer via gateway " in r and "| 4 " in r for r in rows) == gateway_measured, table
     for name in ("linear.locust_stats.csv", "linear.locust.html", "bench.png"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -47,4 +50,5 @@ def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
     targets = [c for c in cells if c[-1] in ("met", "MISSED")]
     assert [c[0].split(",")[0] for c in targets] == [
         "linear / seed throughput", "linear / identity floor throughput", "linear / identity floor p99",
+        *(["gateway / direct throughput (linear)"] if gateway_measured else []),
         "Locust / perf_analyzer throughput (linear)"]
