@@ -69,7 +69,7 @@ base-image: $(VENV_STAMP) ## Debian base (debootstrap + docker import) and the C
 wheels: $(VENV_STAMP) ## pip download the image's torch/transformers/numpy into images/wheels/ (GPU=1: NGC's Python)
 	$(PY) -m tritonops.images wheels $(IMAGE_FLAGS)
 
-image: $(VENV_STAMP) ## build the project image IMAGE_REPO:NGC_TAG-cpu (GPU=1: -gpu, FROM the NGC image)
+image: $(VENV_STAMP) ## build the project image IMAGE_REPO:NGC_TAG-cpu (GPU=1: -gpu, FROM the NGC image) and the gateway
 	$(PY) -m tritonops.images image $(IMAGE_FLAGS)
 
 image-tarball: $(VENV_STAMP) ## docker save the project image to .cache/images/<image>.tar (air-gapped hosts)
@@ -78,7 +78,7 @@ image-tarball: $(VENV_STAMP) ## docker save the project image to .cache/images/<
 standin-images: $(VENV_STAMP) ## build local stand-ins tagged as the pinned Prometheus image (no registry here)
 	$(PY) -m tritonops.images standins
 
-up: $(VENV_STAMP) ## start the compose stack and wait until healthy (GPU=1, MONITORING=1, BIND_ADDRESS, HTTP_PORT...)
+up: $(VENV_STAMP) ## gateway + Triton via compose (builds missing images), wait until healthy (GPU=1, MONITORING=1, TRITON_REPLICAS...)
 	$(PY) -m tritonops.compose up $(COMPOSE_FLAGS)
 
 down: $(VENV_STAMP) ## stop and remove the compose stack
@@ -123,5 +123,5 @@ BENCH_ARGS ?=
 loadtest: $(VENV_STAMP) ## Locust SLO gate against URL (USERS, DURATION, TARGET from loadtests/thresholds.toml)
 	$(VENV)/bin/tritonops loadtest --url $(URL) --users $(USERS) --duration $(DURATION) --target $(TARGET) $(LOADTEST_ARGS)
 
-bench: $(VENV_STAMP) ## perf_analyzer: shipped linear vs seed model vs identity floor, + Locust at c=16 (5-8 min)
+bench: $(VENV_STAMP) ## perf_analyzer: shipped linear vs seed model vs identity floor, + Locust and the gateway at c=16 (5-8 min)
 	$(VENV)/bin/tritonops bench $(BENCH_ARGS)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import json
 import re
+import subprocess
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -193,6 +195,20 @@ def test_chunked_bomb_through_the_stack_leaves_triton_running(stack, docker_clie
     assert triton.attrs["State"]["Health"]["Status"] == "healthy"
     http_url, grpc_url, _ = urls(stack)
     smoke.run(http_url, grpc_url, out=io.StringIO())
+
+
+def test_load_gate_passes_through_the_gateway(stack, tmp_path):
+    """make loadtest, unchanged: Locust to the published HTTP port, Triton's counters through the
+    gateway's metrics port (the relay), judged on thresholds no healthy server misses."""
+    http_url, _, metrics_url = urls(stack)
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text("[lenient]\np95_ms = 60000\nmin_rps = 1\nmax_failures = 0\n")
+    done = subprocess.run([sys.executable, "-m", "tritonops.loadgate", "--url", http_url, "--users", "4",
+                           "--duration", "5s", "--target", "lenient", "--thresholds", str(thresholds),
+                           "--report-dir", str(tmp_path), "--metrics-url", metrics_url],
+                          capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "PASS" in done.stdout, done.stdout
 
 
 def test_prometheus_scrapes_the_gateway(stack):
