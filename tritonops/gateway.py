@@ -22,6 +22,7 @@ from pathlib import Path
 import jinja2
 
 from . import settings
+from .server import LoopbackUrls
 
 HOME = settings.ROOT / "gateway"
 TEMPLATE = HOME / "haproxy.cfg.j2"
@@ -98,7 +99,7 @@ def check_config(path: Path) -> None:
         raise GatewayError(f"{path} is not a valid HAProxy configuration:\n{done.stdout}{done.stderr}")
 
 
-class LocalGateway:
+class LocalGateway(LoopbackUrls):
     """This machine's haproxy (master-worker, foreground) with a rendered config, on 127.0.0.1."""
 
     def __init__(self, backends: list[Backend], workdir: Path, ports: dict[str, int], **kwargs):
@@ -110,18 +111,6 @@ class LocalGateway:
                                       admin_socket=str(self.admin_socket), **kwargs))
         self.log_path = workdir / "haproxy.log"
         self.proc: subprocess.Popen | None = None
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.ports['http']}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.ports['grpc']}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
 
     @property
     def stats_url(self) -> str:

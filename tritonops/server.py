@@ -92,7 +92,25 @@ def check_port_free(host: str, port: int, role: str) -> None:
                               f"stop what holds it or pick another port") from None
 
 
-class LocalServer:
+class LoopbackUrls:
+    """Where something started here answers: its ports dict (http, grpc, metrics) on 127.0.0.1."""
+
+    ports: dict[str, int]
+
+    @property
+    def http_url(self) -> str:
+        return f"127.0.0.1:{self.ports['http']}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"127.0.0.1:{self.ports['grpc']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
+
+
+class LocalServer(LoopbackUrls):
     """tritonserver on given ports; a context manager that starts it and waits for READY."""
 
     def __init__(self, repository: Path = settings.MODEL_REPOSITORY, *, http_port: int | None = None,
@@ -108,18 +126,6 @@ class LocalServer:
         self.proc: subprocess.Popen | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=400)
         self._pump: threading.Thread | None = None
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.ports['http']}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.ports['grpc']}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['metrics']}/metrics"
 
     def command(self) -> list[str]:
         return [
