@@ -7,7 +7,7 @@ import subprocess
 import pytest
 import yaml
 
-from tritonops import compose, settings
+from tritonops import compose, images, settings
 from tritonops.images import IMAGES, ngc_base
 
 FILES = [IMAGES / "Dockerfile", IMAGES / "cpu-base.Dockerfile", *sorted((IMAGES / "standins").glob("*")),
@@ -51,7 +51,16 @@ def test_compose_config_resolves(tmp_path, compose_cli, gpu):
     triton = config["services"]["triton"]
     flavour = "gpu" if gpu else "cpu"
     assert triton["image"] == f"{settings.get('IMAGE_REPO')}:{settings.get('NGC_TAG')}-{flavour}"
-    published = {published_port(p) for p in triton["ports"]}
+    assert "ports" not in triton  # reached only through the gateway
+    gateway = config["services"]["gateway"]
+    assert gateway["image"] == images.gateway_image()
+    mounts = [v.split(":")[:2][::-1] if isinstance(v, str) else (v["target"], v["source"])  # v1 / v2 syntax
+              for v in gateway["volumes"]]
+    assert dict(mounts) == {
+        "/usr/local/etc/haproxy/haproxy.cfg": str(tmp_path / "compose.gateway" / "haproxy.cfg"),
+        "/usr/local/etc/haproxy/tls.pem": str(tmp_path / "compose.gateway" / "tls.pem"),
+        "/usr/local/etc/haproxy/api-keys": str(tmp_path / "compose.gateway" / "api-keys")}
+    published = {published_port(p) for p in gateway["ports"]}
     bind = settings.get("BIND_ADDRESS")
     assert (bind, "18000", settings.get("HTTP_PORT")) in published
     assert (bind, settings.get("GRPC_PORT"), settings.get("GRPC_PORT")) in published
@@ -60,4 +69,4 @@ def test_compose_config_resolves(tmp_path, compose_cli, gpu):
     assert volume["source"] == str(settings.MODEL_REPOSITORY)
     devices = triton.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
     assert (devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]) is gpu
-    assert set(config["services"]) == {"triton", "prometheus", "grafana"}
+    assert set(config["services"]) == {"triton", "gateway", "prometheus", "grafana"}
