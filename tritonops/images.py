@@ -1,7 +1,7 @@
 """Build the server images: the Debian base, the CPU Triton base, the project image, its wheels.
 
-`make base-image`, `make wheels`, `make image`, `make image-tarball` and `make standin-images` call
-this module. Names and
+`make base-image`, `make wheels`, `make image`, `make image-tarball` (the project image and the
+gateway's, one tarball each) and `make standin-images` call this module. Names and
 versions come from versions.env. Builds use the classic builder and need no registry: the Debian
 base is made with debootstrap, every Python package comes from images/wheels/<flavour>/.
 """
@@ -294,14 +294,28 @@ def tarball_path(ref: str) -> Path:
     return CACHE / f"{ref.replace('/', '_').replace(':', '_')}.tar"
 
 
-def save_tarball(flavour: Flavour, dest: Path | None = None, baked: bool = False) -> Path:
-    """`docker save` the project image for hosts without a registry (docker load there); built
-    first (through the layer cache) so the tarball matches images/ as it is now."""
-    ref = build_baked(flavour) if baked else build_image(flavour)
-    dest = dest or tarball_path(ref)
+def _save(ref: str, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     _run(["docker", "save", "--output", str(dest), ref])
     print(dest)
+    return dest
+
+
+def save_gateway_tarball(dest: Path | None = None) -> Path:
+    """`docker save` the gateway image (built first, through the layer cache, so it matches
+    images/ now) to .cache/images/<name_tag>.tar: the second tarball Ansible's `load` path ships."""
+    ref = build_gateway()
+    return _save(ref, dest or tarball_path(ref))
+
+
+def save_tarball(flavour: Flavour, dest: Path | None = None, baked: bool = False, gateway: bool = True) -> Path:
+    """`docker save` the project image for hosts without a registry (docker load there); built
+    first (through the layer cache) so the tarball matches images/ as it is now. The gateway
+    image goes to its own tarball beside it (unless gateway=False): a host runs both."""
+    ref = build_baked(flavour) if baked else build_image(flavour)
+    dest = _save(ref, dest or tarball_path(ref))
+    if gateway:
+        save_gateway_tarball()
     return dest
 
 
@@ -310,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("what", choices=["base-image", "wheels", "image", "tarball", "standins"])
     parser.add_argument("--gpu", action="store_true", help="the NGC flavour instead of the CPU one")
     parser.add_argument("--force", action="store_true", help="rebuild base images that exist")
-    parser.add_argument("--output", type=Path, help="tarball path (default .cache/images/<image>.tar)")
+    parser.add_argument("--output", type=Path, help="the project image's tarball path (default .cache/images/"
+                        "<image>.tar; the gateway's always goes to .cache/images/<gateway image>.tar)")
     parser.add_argument("--bake", action="store_true", help="also bake model_repository/ in (<image>-baked)")
     args = parser.parse_args(argv)
     flavour = FLAVOURS["gpu" if args.gpu else "cpu"]

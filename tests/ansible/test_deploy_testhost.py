@@ -1,11 +1,12 @@
 """End to end: site.yml against a throwaway systemd-nspawn Debian host over SSH.
 
-The CPU image travels as a `docker save` tarball (the air-gapped path); the GPU roles take their
-skip path (no NVIDIA device in the guest); Docker and Triton are installed and run for real. Then:
-a second run changes nothing, testinfra checks the host, the seed request is answered through the
-guest's address, a broken model repository fails with its reason while the previous release keeps
-answering, and after a reboot the stack comes back by itself. Needs root, systemd-nspawn, Docker
-on the controller (to save the image) and about 5-10 minutes.
+The CPU image and the gateway's travel as `docker save` tarballs (the air-gapped path); the GPU
+roles take their skip path (no NVIDIA device in the guest); Docker, the gateway and Triton are
+installed and run for real. Then: a second run changes nothing, testinfra checks the host, the seed
+request is answered through the guest's address (the gateway's published ports), a broken model
+repository fails with its reason while the previous release keeps answering, and after a reboot the
+stack comes back by itself. Needs root, systemd-nspawn, Docker on the controller (to save the
+images) and about 5-10 minutes.
 """
 from __future__ import annotations
 
@@ -31,30 +32,36 @@ E2E_VARS = HERE / "testhost_vars.yml"
 HTTP, GRPC = settings.port("http"), settings.port("grpc")
 
 
-def image_tarball() -> Path:
-    """The CPU project image saved by tritonops.images (built first when missing); reused while current."""
+def image_tarballs() -> dict[str, Path]:
+    """The CPU project image and the gateway image, each saved by tritonops.images to its tarball
+    (built first when missing); a tarball is reused while it holds the image as it is now."""
     from tritonops import images
 
     flavour = images.FLAVOURS["cpu"]
-    tarball = images.tarball_path(flavour.image)
+    saves = {"triton_image_tarball": (flavour.image, lambda dest: images.save_tarball(flavour, dest, gateway=False)),
+             "triton_gateway_image_tarball": (images.gateway_image(), images.save_gateway_tarball)}
+    tarballs = {knob: images.tarball_path(ref) for knob, (ref, _) in saves.items()}
     try:
         import docker
 
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means: no engine here
-        if tarball.exists() and not os.environ.get("CI"):
-            print(f"\nno Docker engine ({exc}): deploying the tarball saved earlier, {tarball}")
-            return tarball
-        skip_or_fail(f"no Docker engine on the controller to save the image from: {exc}")
+        if all(t.exists() for t in tarballs.values()) and not os.environ.get("CI"):
+            print(f"\nno Docker engine ({exc}): deploying the tarballs saved earlier, {list(tarballs.values())}")
+            return tarballs
+        skip_or_fail(f"no Docker engine on the controller to save the images from: {exc}")
     if not images.image_exists(flavour.image):
         images.build_image(flavour)
-    image_id = client.images.get(flavour.image).id
-    stamp = tarball.with_suffix(".id")
-    if not (tarball.exists() and stamp.exists() and stamp.read_text() == image_id):
-        images.save_tarball(flavour, tarball)
-        stamp.write_text(image_id)
-    return tarball
+    if not images.image_exists(images.gateway_image()):
+        images.build_gateway()
+    for knob, (ref, save) in saves.items():
+        image_id = client.images.get(ref).id
+        stamp = tarballs[knob].with_suffix(".id")
+        if not (tarballs[knob].exists() and stamp.exists() and stamp.read_text() == image_id):
+            save(tarballs[knob])
+            stamp.write_text(image_id)
+    return tarballs
 
 
 def copy_repository_from(source: Path, dest: Path) -> Path:
@@ -68,19 +75,19 @@ def guest(tmp_path_factory):
         skip_or_fail("the nspawn test host needs root")
     if missing := th.missing_tools():
         skip_or_fail(f"missing tools for the test host: {', '.join(missing)}")
-    tarball = image_tarball()
+    tarballs = image_tarballs()
     started = time.monotonic()
     # A snapshot: every play ships the same repository even if the working tree changes meanwhile.
     snapshot = copy_repository_from(settings.MODEL_REPOSITORY, tmp_path_factory.mktemp("deployed") / "model_repository")
     with th.TestHost() as host:
-        host.image_tarball = tarball
+        host.image_tarballs = tarballs
         host.model_repository = snapshot
         yield host
     print(f"\ntest host lifetime (boot to teardown): {time.monotonic() - started:.0f} s")
 
 
 def play(host: th.TestHost, *extra: str, log: str):
-    per_run = {"triton_image_tarball": str(host.image_tarball), "triton_model_repository": str(host.model_repository),
+    per_run = {**{knob: str(path) for knob, path in host.image_tarballs.items()}, "triton_model_repository": str(host.model_repository),
                "triton_client_cidrs": [f"{th.HOST_ADDR}/32"], "triton_monitoring_cidrs": [f"{th.HOST_ADDR}/32"]}
     return ansible_playbook("-i", str(host.inventory), "site.yml", "-e", f"@{E2E_VARS}", "-e", json.dumps(per_run), *extra,
                             log=LOGS / f"testhost-{log}.log")

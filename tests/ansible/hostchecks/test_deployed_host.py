@@ -23,15 +23,36 @@ def root(request) -> str:
     return request.config.getoption("--triton-root", default="/opt/tritonops")
 
 
-@pytest.fixture(scope="module")
-def container(host, request) -> dict:
-    """docker inspect of the compose service's container (v2 or v1 naming)."""
+def inspect_service(host, request, service: str) -> dict:
+    """docker inspect of a compose service's first container (v2 or v1 naming)."""
     project = request.config.getoption("--compose-project", default="tritonops")
-    for name in (f"{project}-triton-1", f"{project}_triton_1"):
+    for name in (f"{project}-{service}-1", f"{project}_{service}_1"):
         result = host.run(f"docker inspect {name}")
         if result.rc == 0:
             return json.loads(result.stdout)[0]
-    pytest.fail(f"no {project} triton container on {host.backend.hostname}: {result.stderr}")
+    pytest.fail(f"no {project} {service} container on {host.backend.hostname}: {result.stderr}")
+
+
+@pytest.fixture(scope="module")
+def container(host, request) -> dict:
+    """docker inspect of the triton service's (first) container."""
+    return inspect_service(host, request, "triton")
+
+
+@pytest.fixture(scope="module")
+def gateway(host, request) -> dict:
+    """docker inspect of the gateway (HAProxy) in front of Triton."""
+    return inspect_service(host, request, "gateway")
+
+
+@pytest.fixture(scope="module")
+def triton_replicas(host, request) -> list[dict]:
+    """docker inspect of every triton container of the project (TRITON_REPLICAS of them)."""
+    project = request.config.getoption("--compose-project", default="tritonops")
+    ids = host.check_output(f"docker ps --all --quiet --filter label=com.docker.compose.project={project} "
+                            "--filter label=com.docker.compose.service=triton").split()
+    assert ids, f"no {project} triton container on {host.backend.hostname}"
+    return json.loads(host.check_output(f"docker inspect {' '.join(ids)}"))
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +71,39 @@ def test_container_is_running_and_healthy(container):
     assert state["Status"] == "running", state
     assert state["Health"]["Status"] == "healthy", state["Health"]["Log"][-1:]
     assert container["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+
+
+def test_gateway_is_running_and_healthy(gateway):
+    state = gateway["State"]
+    assert state["Status"] == "running", state
+    # Healthy: at least one Triton behind it answers the gateway's inference check.
+    assert state["Health"]["Status"] == "healthy", state["Health"]["Log"][-1:]
+    assert gateway["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert gateway["HostConfig"]["ReadonlyRootfs"] is True
+    assert gateway["Config"]["User"] not in ("", "0", "root"), "the gateway runs as root"
+
+
+def test_triton_publishes_no_host_ports(triton_replicas):
+    for replica in triton_replicas:
+        name = replica["Name"].lstrip("/")
+        assert not replica["HostConfig"]["PortBindings"], f"{name} publishes {replica['HostConfig']['PortBindings']}"
+        published = {port: bound for port, bound in (replica["NetworkSettings"]["Ports"] or {}).items() if bound}
+        assert not published, f"{name} is reachable from outside the stack: {published}"
+
+
+@pytest.mark.parametrize("port", PORTS)
+def test_gateway_publishes_the_server_port(gateway, port):
+    bound = gateway["NetworkSettings"]["Ports"].get(f"{port}/tcp") or []
+    assert str(port) in {b["HostPort"] for b in bound}, f"{port}/tcp of the gateway is published as {bound}"
+
+
+def test_gateway_serves_the_current_release_config(host, root, gateway):
+    mounts = {m["Destination"]: m["Source"] for m in gateway["Mounts"]}
+    release = host.file(f"{root}/current").linked_to
+    for name in ("haproxy.cfg", "tls.pem", "api-keys"):
+        assert mounts[f"/usr/local/etc/haproxy/{name}"] == f"{release}/gateway/{name}", mounts
+    folder = host.file(f"{release}/gateway")
+    assert folder.user == "root" and folder.mode == 0o700, f"{folder.path}: {folder.user} {oct(folder.mode)}"
 
 
 def test_server_runs_as_non_root(host, container):

@@ -1,0 +1,88 @@
+"""The triton role writes the same gateway files as `make up`: its tasks/gateway.yml (Ansible's template
+module, the role's gateway_* variables) against tritonops.compose.write_gateway (Python's Jinja2), byte
+for byte, with TLS and API keys off and on. The role's `validate` runs haproxy -c in the gateway image,
+so this needs a Docker engine with that image (make image) and root (the files are owned by root)."""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tritonops import compose, images, settings
+
+from ci_policy import skip_or_fail
+from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
+
+pytestmark = pytest.mark.docker
+FILES = ("haproxy.cfg", "tls.pem", "api-keys")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def needs_root_and_the_gateway_image():
+    if os.geteuid() != 0:
+        skip_or_fail("the role writes root-owned files: run as root")
+    try:
+        present = images.image_exists(images.gateway_image())
+    except images.BuildError as exc:
+        skip_or_fail(str(exc))
+    if not present:
+        skip_or_fail(f"{images.gateway_image()} is not built (make image): the role validates with its haproxy")
+
+
+def role_files(tmp_path: Path, extra: dict) -> Path:
+    """Run only the role's gateway tasks on this machine; returns <release>/gateway."""
+    playbook = tmp_path / "gateway.yml"
+    playbook.write_text(json.dumps([{
+        "name": "Write the gateway's files with the triton role", "hosts": "localhost", "connection": "local",
+        "gather_facts": False, "vars_files": [str(ANSIBLE_DIR / "group_vars" / "all.yml")],
+        "tasks": [{"name": "The role's gateway tasks",
+                   "ansible.builtin.include_role": {"name": "triton", "tasks_from": "gateway.yml"}}]}]))
+    release = tmp_path / "release"
+    release.mkdir()
+    variables = {"tritonops_repo_root": str(settings.ROOT), "triton_release_dir": str(release),
+                 "ansible_python_interpreter": sys.executable, **extra}
+    result = ansible_playbook("-i", "localhost,", str(playbook), "-e", json.dumps(variables),
+                              log=LOGS / f"gateway-files-{tmp_path.name}.log", timeout=300)
+    assert result.rc == 0, result.output[-4000:]
+    return release / "gateway"
+
+
+def compose_files(tmp_path: Path, overrides: dict[str, str]) -> Path:
+    directory = tmp_path / "compose-gateway"
+    compose.write_gateway(directory, {**settings.versions(), **overrides})
+    return directory
+
+
+def assert_same(ours: Path, theirs: Path) -> None:
+    assert stat.S_IMODE(ours.stat().st_mode) == 0o700, oct(ours.stat().st_mode)
+    for name in FILES:
+        assert (ours / name).read_bytes() == (theirs / name).read_bytes(), f"{name} differs from compose's"
+        assert stat.S_IMODE((ours / name).stat().st_mode) == 0o644
+
+
+def test_plain_gateway_files_match_compose(tmp_path):
+    ours = role_files(tmp_path, {})
+    assert_same(ours, compose_files(tmp_path, {}))
+    assert (ours / "tls.pem").read_bytes() == b"" and (ours / "api-keys").read_bytes() == b""
+
+
+def test_tls_keys_and_replicas_match_compose(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=gpu1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    keys = ["k-one", "k-two"]
+    (tmp_path / "keys").write_text("".join(f"{k}\n" for k in keys))
+    ours = role_files(tmp_path, {"triton_gateway_tls_cert": str(cert), "triton_gateway_tls_key": str(key),
+                                 "triton_gateway_api_keys": keys, "triton_compose_env": {"TRITON_REPLICAS": "2"}})
+    theirs = compose_files(tmp_path, {"GATEWAY_TLS_CERT": str(cert), "GATEWAY_TLS_KEY": str(key),
+                                      "GATEWAY_API_KEYS_FILE": str(tmp_path / "keys"), "TRITON_REPLICAS": "2"})
+    assert_same(ours, theirs)
+    config = (ours / "haproxy.cfg").read_text()
+    assert config.count("ssl crt /usr/local/etc/haproxy/tls.pem") == 2 and "-f /usr/local/etc/haproxy/api-keys" in config
+    assert "server triton2 triton:" in config
+    assert b"PRIVATE KEY" in (ours / "tls.pem").read_bytes()
