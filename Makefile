@@ -72,7 +72,7 @@ wheels: $(VENV_STAMP) ## pip download the image's torch/transformers/numpy into 
 image: $(VENV_STAMP) ## build the project image IMAGE_REPO:NGC_TAG-cpu (GPU=1: -gpu, FROM the NGC image) and the gateway
 	$(PY) -m tritonops.images image $(IMAGE_FLAGS)
 
-image-tarball: $(VENV_STAMP) ## docker save the project image to .cache/images/<image>.tar (air-gapped hosts)
+image-tarball: $(VENV_STAMP) ## docker save the project image and the gateway to .cache/images/<image>.tar (air-gapped hosts)
 	$(PY) -m tritonops.images tarball $(IMAGE_FLAGS)
 
 standin-images: $(VENV_STAMP) ## build local stand-ins tagged as the pinned Prometheus image (no registry here)
