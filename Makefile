@@ -1,6 +1,11 @@
 # The front door. Every verb is listed by `make help`; logic lives in tritonops/ and the folders.
-# Versions, ports and paths come from versions.env (override any of them: make serve HTTP_PORT=9000).
-include versions.env
+# Versions, ports and paths come from versions.env, read as `KEY ?= VALUE`, so both the environment
+# (HTTP_PORT=9000 make serve) and the command line (make serve HTTP_PORT=9000) override any of them.
+VERSIONS_MK := .cache/versions.mk
+$(VERSIONS_MK): versions.env
+	@mkdir -p $(@D)
+	@sed -n 's/^\([A-Za-z_][A-Za-z0-9_]*\)=\(.*\)$$/\1 ?= \2/p' $< > $@
+include $(VERSIONS_MK)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help

@@ -1,7 +1,9 @@
 """versions.env is the single source of truth; a malformed line is named by file and line."""
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 
 import pytest
 
@@ -25,3 +27,16 @@ def test_malformed_line_is_named(tmp_path):
 def test_missing_key_is_named():
     with pytest.raises(KeyError, match="no NOPE= line"):
         settings.get("NOPE")
+
+
+def test_make_takes_versions_env_overrides_from_the_environment_and_the_command_line():
+    """versions.env is read as KEY ?= VALUE: `HTTP_PORT=9123 make serve` is not silently ignored."""
+    def serve_command(*args: str, **env: str) -> str:
+        done = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "serve", *args],
+                              cwd=settings.ROOT, capture_output=True, text=True, env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert f"--http-port {settings.get('HTTP_PORT')} " in serve_command()
+    assert "--http-port 9123 " in serve_command(HTTP_PORT="9123")
+    assert "--http-port 9124 " in serve_command("HTTP_PORT=9124", HTTP_PORT="9123")  # the command line wins

@@ -200,6 +200,37 @@ def build_missing(gpu: bool, monitoring: bool) -> None:
         images.build_standins()
 
 
+def engine_memlock_limit(image: str) -> int | None:
+    """None where the engine grants an unlimited locked-memory limit (MEMLOCK_LIMIT=-1, as NVIDIA
+    recommends); else the engine's own hard limit in bytes. Rootless and nested engines cannot raise
+    it and runc fails with `error setting rlimit type 8`; a throwaway container of image asks."""
+    probe = subprocess.run(["docker", "run", "--rm", "--network", "none", "--ulimit", "memlock=-1:-1",
+                            "--entrypoint", "/bin/true", image], capture_output=True, text=True)
+    if probe.returncode == 0:
+        return None
+    if "rlimit type 8" not in probe.stderr:
+        raise ComposeError(f"could not start a container of {image} to check the memlock limit: {probe.stderr.strip()}")
+    hard = subprocess.run(["docker", "run", "--rm", "--network", "none", "--entrypoint", "/bin/bash", image,
+                           "-c", "ulimit -H -l"], capture_output=True, text=True)
+    if hard.returncode != 0 or not hard.stdout.strip().isdigit():
+        raise ComposeError(f"this engine cannot grant MEMLOCK_LIMIT=-1 and its own limit could not be read "
+                           f"({hard.stderr.strip() or hard.stdout.strip()}): set MEMLOCK_LIMIT to a number of bytes")
+    return int(hard.stdout) * 1024  # ulimit -l counts KiB
+
+
+def memlock_override(values: dict[str, str]) -> dict[str, str]:
+    """{"MEMLOCK_LIMIT": bytes} where MEMLOCK_LIMIT=-1 cannot be granted here (said on stderr), else {}."""
+    if values["MEMLOCK_LIMIT"] != "-1":
+        return {}  # the user chose a limit: theirs stands
+    limit = engine_memlock_limit(images.gateway_image())
+    if limit is None:
+        return {}
+    print(f"compose: this Docker engine cannot grant an unlimited locked-memory limit (MEMLOCK_LIMIT=-1; runc: "
+          f"error setting rlimit type 8): using its hard limit, MEMLOCK_LIMIT={limit}. Set MEMLOCK_LIMIT to "
+          "choose another.", file=sys.stderr, flush=True)
+    return {"MEMLOCK_LIMIT": str(limit)}
+
+
 def _state(container_id: str) -> dict:
     out = subprocess.run(["docker", "inspect", "--format", "{{json .State}}", container_id],
                          capture_output=True, text=True)
@@ -217,13 +248,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.what in ("env", "up"):
             write_env(stack.env_file)
-            print(f"env file: {stack.env_file}")
         if args.what == "up":
-            env = stack.env
             build_missing(args.gpu, args.monitoring)
+            if override := memlock_override(stack.env):
+                write_env(stack.env_file, override)
+            print(f"env file: {stack.env_file}")
+            env = stack.env
             stack.up()
             print(f"healthy: HTTP {env['BIND_ADDRESS']}:{env['HOST_HTTP_PORT']}  gRPC {env['BIND_ADDRESS']}:"
                   f"{env['HOST_GRPC_PORT']}  metrics {env['BIND_ADDRESS']}:{env['HOST_METRICS_PORT']}")
+        elif args.what == "env":
+            print(f"env file: {stack.env_file}")
         elif args.what == "down":
             if not stack.env_file.exists():
                 write_env(stack.env_file)

@@ -6,7 +6,6 @@ with CI=true they fail instead, so a missing install step cannot pass as a skip.
 from __future__ import annotations
 
 import os
-import resource
 import secrets
 
 import pytest
@@ -56,10 +55,8 @@ def start_stack(tmp_path, monitoring: bool = False, services=("triton", "gateway
     """compose/compose.yaml, unmodified, under a project name of its own, published on free
     127.0.0.1 ports; `overrides` are env-file values (TLS, keys, replicas...)."""
     overrides = {"BIND_ADDRESS": "127.0.0.1", **{key: str(free_port()) for key in compose.HOST_PORTS}, **overrides}
-    # A sandboxed engine (this testbed) inherits a hard memlock limit it cannot raise: ask for that.
-    hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
-    if hard != resource.RLIM_INFINITY and settings.get("MEMLOCK_LIMIT") == "-1":
-        overrides["MEMLOCK_LIMIT"] = str(hard)
+    # What `make up` does: a sandboxed engine (this testbed) gets its own hard memlock limit, said aloud.
+    overrides.update(compose.memlock_override(compose.environment(overrides)))
     env_file = compose.write_env(tmp_path / "compose.env", overrides)
     project = f"tritonops-test-{os.getpid()}-{secrets.token_hex(3)}"
     stack = compose.Stack(project, env_file, monitoring=monitoring)

@@ -18,7 +18,7 @@ import urllib.request
 import hostile
 import pytest
 
-from tritonops import contract, settings, smoke
+from tritonops import compose, contract, settings, smoke
 from tritonops.compose import BASE_FILE, COMPOSE_DIR
 from tritonops.server import check_port_free
 
@@ -66,6 +66,23 @@ def service_container(stack, docker_client, service: str):
     ids = stack.container_ids(service)
     assert len(ids) == 1, f"expected one {service} container, got {ids}"
     return docker_client.containers.get(ids[0])
+
+
+def test_memlock_detection_agrees_with_the_engine(built_images, capsys):
+    """MEMLOCK_LIMIT=-1 where the engine grants it; else the engine's hard limit, said aloud, and a
+    container with that limit starts (runc's `rlimit type 8` is never what a user reads)."""
+    values = {**settings.versions(), "MEMLOCK_LIMIT": "-1"}
+    override = compose.memlock_override(values)
+    run = ["docker", "run", "--rm", "--network", "none", "--entrypoint", "/bin/true"]
+    unlimited = subprocess.run([*run, "--ulimit", "memlock=-1:-1", built_images["gateway"]], capture_output=True, text=True)
+    assert (unlimited.returncode == 0) == (override == {}), (override, unlimited.stderr)
+    if override:
+        limit = override["MEMLOCK_LIMIT"]
+        assert f"using its hard limit, MEMLOCK_LIMIT={limit}" in capsys.readouterr().err
+        started = subprocess.run([*run, "--ulimit", f"memlock={limit}:{limit}", built_images["gateway"]],
+                                 capture_output=True, text=True)
+        assert started.returncode == 0, started.stderr
+    assert compose.memlock_override({**values, "MEMLOCK_LIMIT": "65536"}) == {}  # a chosen limit stands
 
 
 def test_seed_request_over_published_http_and_grpc(stack):
