@@ -37,6 +37,7 @@ SHARE_OF_FLOOR = 0.95
 P99_OVER_FLOOR = 1.1
 LOCUST_SHARE = 0.85
 GATEWAY_SHARE = 0.8  # issue 8: throughput through the gateway / direct, both on these 2 shared cores
+GATEWAY_TOOL = "perf_analyzer via gateway"
 # perf_analyzer's rule: a level is measured once max/min of its last 3 windows is within this many %.
 STABILITY_PCT = 25
 
@@ -108,18 +109,19 @@ def through_gateway(server: LocalServer, level: int, measurement_ms: int, stabil
         backend = gateway.Backend("linear", "127.0.0.1", server.ports["http"], server.ports["grpc"], server.ports["metrics"])
         ports = {k: free_port() for k in ("http", "grpc", "metrics", "stats")}
         with gateway.LocalGateway([backend], out / "gateway", ports) as gw:
+            served, cpu = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"], _children_cpu_s()
             points, failed = perf_analyzer.run(gw.http_url, contract.MODEL, [level], out / "linear.gateway.perf_analyzer.csv",
                                                measurement_ms=measurement_ms, stability_pct=stability_pct,
                                                log_path=out / "perf_analyzer.log")
+            # perf_analyzer's own CPU, as for the direct rows (haproxy is not reaped yet, so not counted)
+            cpu = _children_cpu_s() - cpu
+            served = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"] - served
     except (gateway.GatewayError, perf_analyzer.PerfAnalyzerError) as exc:
         print(f"bench: the gateway was not measured: {exc}", flush=True)
         notes.append(f"linear through the gateway: not measured ({exc})")
         return []
     return [Row("linear", GATEWAY_TOOL, p.concurrency, p.throughput, p.p50_us / 1000, p.p99_us / 1000,
-                p.queue_us / 1000, p.compute_us / 1000, 0.0) for p in points]
-
-
-GATEWAY_TOOL = "perf_analyzer via gateway"
+                p.queue_us / 1000, p.compute_us / 1000, cpu / served * 1e6 if served else 0.0) for p in points]
 
 
 def find(rows: list[Row], model: str, tool: str = "perf_analyzer", concurrency: int = TARGET_CONCURRENCY):
