@@ -8,13 +8,13 @@ import json
 import os
 import stat
 import sys
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tritonops import compose, images, settings
 
+from certs import self_signed
 from ci_policy import skip_or_fail
 from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
 
@@ -72,9 +72,8 @@ def test_plain_gateway_files_match_compose(tmp_path):
 
 
 def test_tls_keys_and_replicas_match_compose(tmp_path):
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=gpu1",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    tls = self_signed(tmp_path / "tls")
+    cert, key = tls.cert, tls.key
     keys = ["k-one", "k-two"]
     (tmp_path / "keys").write_text("".join(f"{k}\n" for k in keys))
     ours = role_files(tmp_path, {"triton_gateway_tls_cert": str(cert), "triton_gateway_tls_key": str(key),

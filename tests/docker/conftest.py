@@ -6,13 +6,12 @@ with CI=true they fail instead, so a missing install step cannot pass as a skip.
 from __future__ import annotations
 
 import os
-import secrets
 
 import pytest
 from ci_policy import skip_or_fail
+from stacks import start_stack
 
-from tritonops import compose, images, settings
-from tritonops.server import free_port
+from tritonops import compose, images
 
 @pytest.fixture(scope="session")
 def compose_cli() -> tuple[str, ...]:
@@ -49,23 +48,6 @@ def built_images(docker_client) -> dict[str, str]:
     except images.BuildError as exc:
         pytest.fail(f"image build failed: {exc}")
     return {"triton": project, "gateway": gateway, "prometheus": prometheus}
-
-
-def start_stack(tmp_path, monitoring: bool = False, services=("triton", "gateway"), **overrides) -> compose.Stack:
-    """compose/compose.yaml, unmodified, under a project name of its own, published on free
-    127.0.0.1 ports; `overrides` are env-file values (TLS, keys, replicas...)."""
-    overrides = {"BIND_ADDRESS": "127.0.0.1", **{key: str(free_port()) for key in compose.HOST_PORTS}, **overrides}
-    # What `make up` does: a sandboxed engine (this testbed) gets its own hard memlock limit, said aloud.
-    overrides.update(compose.memlock_override(compose.environment(overrides)))
-    env_file = compose.write_env(tmp_path / "compose.env", overrides)
-    project = f"tritonops-test-{os.getpid()}-{secrets.token_hex(3)}"
-    stack = compose.Stack(project, env_file, monitoring=monitoring)
-    try:
-        stack.up(list(services))
-    except BaseException:
-        stack.run("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
-        raise
-    return stack
 
 
 @pytest.fixture(scope="module")

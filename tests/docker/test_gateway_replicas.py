@@ -8,7 +8,8 @@ import time
 
 import pytest
 import tritonclient.grpc as grpcclient
-from conftest import start_stack
+from certs import self_signed
+from stacks import start_stack
 from tritonclient.utils import InferenceServerException
 
 from tritonops import contract, metrics
@@ -20,14 +21,12 @@ KEY = "compose-key-5d1e"
 @pytest.fixture(scope="module")
 def secured(built_images, tmp_path_factory):
     work = tmp_path_factory.mktemp("secured")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem")], check=True, capture_output=True)
+    tls = self_signed(work)
     (work / "keys").write_text(f"# one key per line\n{KEY}\n")
-    stack = start_stack(work, TRITON_REPLICAS="2", GATEWAY_TLS_CERT=str(work / "cert.pem"),
-                        GATEWAY_TLS_KEY=str(work / "key.pem"), GATEWAY_API_KEYS_FILE=str(work / "keys"))
+    stack = start_stack(work, TRITON_REPLICAS="2", GATEWAY_TLS_CERT=str(tls.cert),
+                        GATEWAY_TLS_KEY=str(tls.key), GATEWAY_API_KEYS_FILE=str(work / "keys"))
     try:
-        yield stack, work / "cert.pem"
+        yield stack, tls.cert
     finally:
         stack.run("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
 

@@ -3,32 +3,11 @@ front of real tritonservers (the wheel's) on free 127.0.0.1 ports. No Docker nee
 haproxy the tests skip with the reason (CI=true: fail)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from ci_policy import skip_or_fail
+from gateway_harness import backend, serve, start_gateway
 
-from tritonops import gateway, settings
-from tritonops.server import LocalServer, free_port
-
-# The slowloris test waits this long; production keeps versions.env's GATEWAY_TIMEOUT_REQUEST.
-REQUEST_TIMEOUT_S = 2
-
-
-def serve(log_path: Path) -> LocalServer:
-    return LocalServer(settings.MODEL_REPOSITORY, http_port=free_port(), grpc_port=free_port(),
-                       metrics_port=free_port(), host="127.0.0.1", log_path=log_path).start()
-
-
-def backend(name: str, server: LocalServer) -> gateway.Backend:
-    return gateway.Backend(name, "127.0.0.1", server.ports["http"], server.ports["grpc"], server.ports["metrics"])
-
-
-def start_gateway(backends: list[gateway.Backend], workdir: Path, **kwargs) -> gateway.LocalGateway:
-    values = {**settings.versions(), "GATEWAY_TIMEOUT_REQUEST": f"{REQUEST_TIMEOUT_S}s"}
-    ports = {k: free_port() for k in ("http", "grpc", "metrics", "stats")}
-    return gateway.LocalGateway(backends, workdir, ports, values=values, **kwargs).start()
-
+from tritonops import gateway
 
 @pytest.fixture(scope="session")
 def haproxy() -> str:

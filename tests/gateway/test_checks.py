@@ -11,7 +11,7 @@ import time
 import urllib.request
 
 import psutil
-from conftest import backend, serve, start_gateway
+from gateway_harness import backend, serve, start_gateway
 
 from tritonops import contract, smoke
 

@@ -13,7 +13,7 @@ import hostile
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
-from conftest import REQUEST_TIMEOUT_S, serve
+from gateway_harness import REQUEST_TIMEOUT_S, serve
 from tritonclient.utils import InferenceServerException
 
 from tritonops import contract, metrics, settings, smoke

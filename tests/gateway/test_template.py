@@ -3,6 +3,7 @@ and replicas, fixed fleet addresses, TLS + API keys), and bad gateway settings a
 from __future__ import annotations
 
 import pytest
+from certs import self_signed
 
 from tritonops import compose, gateway, settings
 
@@ -31,15 +32,11 @@ def test_fleet_flavour_lists_fixed_addresses(haproxy, tmp_path):
 
 
 def test_tls_and_keys_flavour(haproxy, tmp_path):
-    import subprocess
-
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=t",
-                    "-keyout", str(tmp_path / "k"), "-out", str(tmp_path / "c")], check=True, capture_output=True)
-    (tmp_path / "tls.pem").write_text((tmp_path / "c").read_text() + (tmp_path / "k").read_text())
+    tls = self_signed(tmp_path)
     (tmp_path / "keys").write_text("k1\n")
     text = rendered_and_checked(tmp_path, [gateway.Backend("t", "127.0.0.1", 8000, 8001, 8002)],
-                                tls_pem=str(tmp_path / "tls.pem"), api_keys_file=str(tmp_path / "keys"))
-    assert text.count(f"ssl crt {tmp_path / 'tls.pem'}") == 2 and "x-api-key" in text
+                                tls_pem=str(tls.pem), api_keys_file=str(tmp_path / "keys"))
+    assert text.count(f"ssl crt {tls.pem}") == 2 and "x-api-key" in text
 
 
 def test_ports_and_limits_come_from_versions_env():

@@ -2,13 +2,13 @@
 tritonclient (HTTP and gRPC, ssl=True) with and without the key."""
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from conftest import backend, start_gateway
+from certs import self_signed
+from gateway_harness import backend, start_gateway
 from tritonclient.utils import InferenceServerException
 
 from tritonops import contract
@@ -21,16 +21,11 @@ INFER = f"/v2/models/{contract.MODEL}/infer"
 def tls(tmp_path_factory, replicas):
     """(gateway with TLS + API key, CA file): a self-signed certificate for localhost/127.0.0.1."""
     work = tmp_path_factory.mktemp("tls")
-    if not shutil.which("openssl"):
-        pytest.fail("openssl is not installed (apt-get install openssl)")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-keyout", str(work / "key.pem"), "-out", str(work / "cert.pem")], check=True, capture_output=True)
-    (work / "tls.pem").write_text((work / "cert.pem").read_text() + (work / "key.pem").read_text())
+    tls = self_signed(work)
     (work / "api-keys").write_text(f"{KEY}\n")
-    proxy = start_gateway([backend("a", replicas["a"])], work / "gateway", tls_pem=str(work / "tls.pem"),
+    proxy = start_gateway([backend("a", replicas["a"])], work / "gateway", tls_pem=str(tls.pem),
                           api_keys_file=str(work / "api-keys"))
-    yield proxy, work / "cert.pem"
+    yield proxy, tls.cert
     proxy.stop()
 
 

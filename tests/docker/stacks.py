@@ -1,0 +1,26 @@
+"""Compose stacks for the Docker suite, under project names of their own. Test modules import
+start_stack by name (a helper in conftest.py is ambiguous when several suites run in one session)."""
+from __future__ import annotations
+
+import os
+import secrets
+
+from tritonops import compose
+from tritonops.server import free_port
+
+
+def start_stack(tmp_path, monitoring: bool = False, services=("triton", "gateway"), **overrides) -> compose.Stack:
+    """compose/compose.yaml, unmodified, under a project name of its own, published on free
+    127.0.0.1 ports; `overrides` are env-file values (TLS, keys, replicas...)."""
+    overrides = {"BIND_ADDRESS": "127.0.0.1", **{key: str(free_port()) for key in compose.HOST_PORTS}, **overrides}
+    # What `make up` does: a sandboxed engine (this testbed) gets its own hard memlock limit, said aloud.
+    overrides.update(compose.memlock_override(compose.environment(overrides)))
+    env_file = compose.write_env(tmp_path / "compose.env", overrides)
+    project = f"tritonops-test-{os.getpid()}-{secrets.token_hex(3)}"
+    stack = compose.Stack(project, env_file, monitoring=monitoring)
+    try:
+        stack.up(list(services))
+    except BaseException:
+        stack.run("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
+        raise
+    return stack

@@ -1,0 +1,27 @@
+"""Starting the gateway suite's parts: wheel tritonservers and this machine's HAProxy in front of
+them. Test modules import these by name (a helper in conftest.py is ambiguous when several suites
+run in one session)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from tritonops import gateway, settings
+from tritonops.server import LocalServer, free_port
+
+# The slowloris test waits this long; production keeps versions.env's GATEWAY_TIMEOUT_REQUEST.
+REQUEST_TIMEOUT_S = 2
+
+
+def serve(log_path: Path) -> LocalServer:
+    return LocalServer(settings.MODEL_REPOSITORY, http_port=free_port(), grpc_port=free_port(),
+                       metrics_port=free_port(), host="127.0.0.1", log_path=log_path).start()
+
+
+def backend(name: str, server: LocalServer) -> gateway.Backend:
+    return gateway.Backend(name, "127.0.0.1", server.ports["http"], server.ports["grpc"], server.ports["metrics"])
+
+
+def start_gateway(backends: list[gateway.Backend], workdir: Path, **kwargs) -> gateway.LocalGateway:
+    values = {**settings.versions(), "GATEWAY_TIMEOUT_REQUEST": f"{REQUEST_TIMEOUT_S}s"}
+    ports = {k: free_port() for k in ("http", "grpc", "metrics", "stats")}
+    return gateway.LocalGateway(backends, workdir, ports, values=values, **kwargs).start()
