@@ -36,8 +36,9 @@ lock: ## re-freeze requirements.lock from pyproject.toml's pins
 	.cache/lock-venv/bin/pip install --quiet --upgrade pip && .cache/lock-venv/bin/pip install --quiet -e .
 	.cache/lock-venv/bin/pip freeze --exclude-editable > requirements.lock
 
-serve: $(VENV_STAMP) ## run the real Triton (wheel) on this machine: HTTP_PORT/GRPC_PORT/METRICS_PORT, REPO
-	$(VENV)/bin/tritonops serve --repository $(REPO) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
+serve: $(VENV_STAMP) ## run the real Triton (wheel) here: loopback only (BIND_ADDRESS=0.0.0.0 opens it), admin key in ADMIN_KEY_FILE
+	$(VENV)/bin/tritonops serve --repository $(REPO) --host $(BIND_ADDRESS) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
+		--metrics-port $(METRICS_PORT) --admin-key-file $(ADMIN_KEY_FILE)
 
 smoke: $(VENV_STAMP) ## send the seed request over HTTP JSON/binary + gRPC to URL (default localhost:8000)
 	$(VENV)/bin/tritonops smoke --url $(URL) --grpc-url $(GRPC_URL)
@@ -66,15 +67,18 @@ clean: ## remove the virtualenv, caches and reports
 # Logic lives in tritonops/images.py and tritonops/compose.py.
 IMAGE_FLAGS := $(if $(filter 1,$(GPU)),--gpu) $(if $(filter 1,$(BAKE)),--bake)
 COMPOSE_FLAGS := $(if $(filter 1,$(GPU)),--gpu) $(if $(filter 1,$(MONITORING)),--monitoring)
-.PHONY: base-image wheels image image-tarball standin-images up down logs
+.PHONY: base-image lock-images wheels image image-tarball standin-images up down logs
 
 base-image: $(VENV_STAMP) ## Debian base (debootstrap + docker import) and the CPU tritonserver base
 	$(PY) -m tritonops.images base-image
 
-wheels: $(VENV_STAMP) ## pip download the image's torch/transformers/numpy into images/wheels/ (GPU=1: NGC's Python)
+lock-images: $(VENV_STAMP) ## re-lock images/requirements-{cpu,cpu-base,gpu}.txt (hashes) from versions.env's pins
+	$(PY) -m tritonops.images lock
+
+wheels: $(VENV_STAMP) ## pip download exactly the locked wheels (hashes checked) into images/wheels/ (GPU=1: NGC's Python)
 	$(PY) -m tritonops.images wheels $(IMAGE_FLAGS)
 
-image: $(VENV_STAMP) ## build the project image IMAGE_REPO:NGC_TAG-cpu (GPU=1: -gpu, FROM the NGC image) and the gateway
+image: $(VENV_STAMP) ## build the project image IMAGE_REPO:CPU_NGC_TAG-cpu (GPU=1: NGC_TAG-gpu, FROM the NGC image) and the gateway
 	$(PY) -m tritonops.images image $(IMAGE_FLAGS)
 
 image-tarball: $(VENV_STAMP) ## docker save the project image and the gateway to .cache/images/<image>.tar (air-gapped hosts)

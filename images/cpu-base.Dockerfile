@@ -1,8 +1,12 @@
-# CPU stand-in for nvcr.io/nvidia/tritonserver:<NGC_TAG>-py3, with the same interface:
+# CPU stand-in for nvcr.io/nvidia/tritonserver:<CPU_NGC_TAG>-py3, with the same interface:
 # tritonserver on PATH under /opt/tritonserver, the Python backend with its stub in backends/python,
 # python3 + pip, a non-root triton-server user (uid 1000). The server is the Triton release bundled
-# in the nvidia-pytriton wheel (same version as the NGC tag). Built by `make base-image`
-# (tritonops/images.py), which passes every ARG from versions.env; the context is certs/ + wheels/.
+# in the nvidia-pytriton wheel: versions.env CPU_TRITON_VERSION (= NGC CPU_NGC_TAG), the newest CPU
+# Triton any registry here has. It is older than the GPU pin and carries the CVEs fixed since
+# (README: Security): a stand-in for tests and development, not for exposed hosts. Built by
+# `make base-image` (tritonops/images.py), which passes every ARG from versions.env (TRITON_VERSION
+# and NGC_TAG get the CPU_ values); the context is certs/, wheels/ and requirements.txt (the hashed
+# lock images/requirements-cpu-base.txt).
 ARG DEBIAN_BASE
 
 # --- python: what both stages share (the NGC image's python3 + pip, its triton-server user) ---
@@ -19,10 +23,11 @@ ARG PYTRITON_VERSION
 RUN test -n "${PYTRITON_VERSION}" || { echo "pass --build-arg PYTRITON_VERSION (versions.env)" >&2; exit 1; }
 COPY certs/ /usr/local/share/ca-certificates/
 RUN if command -v update-ca-certificates >/dev/null; then update-ca-certificates; fi
-COPY wheels/ /wheels/
+COPY requirements.txt wheels/ /wheels/
 # --no-deps: the server needs none of pytriton's Python deps (numpy comes with the project image).
-RUN python3 -m pip install --no-cache-dir --no-index --find-links /wheels --no-deps \
-        --target /opt/pytriton "nvidia-pytriton==${PYTRITON_VERSION}" \
+# --require-hashes: the wheel must have the lock's sha256.
+RUN python3 -m pip install --no-cache-dir --no-index --find-links /wheels --no-deps --require-hashes \
+        --target /opt/pytriton -r /wheels/requirements.txt \
     && PYVER="$(python3 -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')" \
     && home=/opt/pytriton/pytriton/tritonserver \
     && cp "${home}/python_backend_stubs/${PYVER}/triton_python_backend_stub" "${home}/backends/python/" \

@@ -12,8 +12,11 @@ from tritonops import settings
 
 def test_versions_file_defines_the_pins_and_ports():
     v = settings.versions()
-    assert re.fullmatch(r"\d+\.\d+\.\d+", v["TRITON_VERSION"])
-    assert re.fullmatch(r"\d\d\.\d\d", v["NGC_TAG"])
+    for triton, tag, python in (("TRITON_VERSION", "NGC_TAG", "NGC_PYTHON_VERSION"),  # GPU image
+                                ("CPU_TRITON_VERSION", "CPU_NGC_TAG", "CPU_PYTHON_VERSION")):  # CPU stand-in
+        assert re.fullmatch(r"\d+\.\d+\.\d+", v[triton])
+        assert re.fullmatch(r"\d\d\.\d\d", v[tag])
+        assert re.fullmatch(r"3\.\d+", v[python])
     assert {settings.port("http"), settings.port("grpc"), settings.port("metrics")} == {8000, 8001, 8002}
 
 

@@ -1,22 +1,30 @@
 """Build the server images: the Debian base, the CPU Triton base, the project image, its wheels.
 
-`make base-image`, `make wheels`, `make image`, `make image-tarball` (the project image and the
-gateway's, one tarball each) and `make standin-images` call this module. Names and
+`make base-image`, `make lock-images`, `make wheels`, `make image`, `make image-tarball` (the project
+image and the gateway's, one tarball each) and `make standin-images` call this module. Names and
 versions come from versions.env. Builds use the classic builder and need no registry: the Debian
-base is made with debootstrap, every Python package comes from images/wheels/<flavour>/.
+base is made with debootstrap, every Python package comes from images/wheels/<flavour>/, installed
+with pip --require-hashes from the flavour's committed lock (images/requirements-<flavour>.txt).
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
+import urllib.parse
 from pathlib import Path
+
+from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.version import Version
 
 from . import settings
 
@@ -34,16 +42,23 @@ PLATFORMS = (*(f"manylinux_2_{minor}_x86_64" for minor in range(35, 4, -1)), "ma
 @dataclasses.dataclass(frozen=True)
 class Flavour:
     name: str
-    python: str  # the base image's python3: pip downloads wheels for it
+    python: str  # the base image's python3: pip locks and downloads wheels for it
+    triton: str  # the Triton release the base carries (the image's com.nvidia.tritonserver.version)
+    tag: str     # the NGC release that Triton ships as: the image is tagged <tag>-<name>
     base: str    # BASE_IMAGE of images/Dockerfile
 
     @property
     def image(self) -> str:
-        return f"{settings.get('IMAGE_REPO')}:{settings.get('NGC_TAG')}-{self.name}"
+        return f"{settings.get('IMAGE_REPO')}:{self.tag}-{self.name}"
 
     @property
     def wheels(self) -> Path:
         return WHEELS / self.name
+
+    @property
+    def lock(self) -> Path:
+        """The hashed lock of the project image's pip install (make lock-images writes it)."""
+        return IMAGES / f"requirements-{self.name}.txt"
 
 
 def debian_base() -> str:
@@ -51,7 +66,7 @@ def debian_base() -> str:
 
 
 def cpu_base() -> str:
-    return f"{settings.get('CPU_BASE_IMAGE')}:{settings.get('NGC_TAG')}"
+    return f"{settings.get('CPU_BASE_IMAGE')}:{settings.get('CPU_NGC_TAG')}"
 
 
 def gateway_image() -> str:
@@ -62,11 +77,16 @@ def ngc_base() -> str:
     return f"{settings.get('NGC_IMAGE')}:{settings.get('NGC_TAG')}-py3"
 
 
-# NGC 24.10 is Ubuntu 22.04 (Python 3.10); the CPU base is Debian bookworm (Python 3.11).
+# GPU: the patched NGC release (TRITON_VERSION, NGC_TAG; Ubuntu 24.04's Python). CPU: the stand-in,
+# Debian bookworm's Python with the nvidia-pytriton wheel's Triton (CPU_TRITON_VERSION, CPU_NGC_TAG).
 FLAVOURS = {
-    "cpu": Flavour("cpu", "3.11", cpu_base()),
-    "gpu": Flavour("gpu", "3.10", ngc_base()),
+    "cpu": Flavour("cpu", settings.get("CPU_PYTHON_VERSION"), settings.get("CPU_TRITON_VERSION"),
+                   settings.get("CPU_NGC_TAG"), cpu_base()),
+    "gpu": Flavour("gpu", settings.get("NGC_PYTHON_VERSION"), settings.get("TRITON_VERSION"),
+                   settings.get("NGC_TAG"), ngc_base()),
 }
+# The CPU base's own pip install (the nvidia-pytriton wheel, --no-deps) has a lock of its own.
+CPU_BASE_LOCK = IMAGES / "requirements-cpu-base.txt"
 
 
 class BuildError(RuntimeError):
@@ -155,29 +175,122 @@ def wheel_pins() -> list[str]:
             f"numpy=={settings.get('NUMPY_VERSION')}"]
 
 
+def _target(flavour: Flavour) -> list[str]:
+    """pip options that pick wheels for the base image's CPython and platform, not this machine's."""
+    return ["--only-binary=:all:", *(f"--platform={p}" for p in PLATFORMS), "--python-version", flavour.python,
+            "--implementation", "cp", "--abi", f"cp{flavour.python.replace('.', '')}"]
+
+
+def _locks(flavour: Flavour) -> list[Path]:
+    return [flavour.lock, CPU_BASE_LOCK] if flavour.name == "cpu" else [flavour.lock]
+
+
+def _resolve(flavour: Flavour, pins: list[str], deps: bool = True) -> list[tuple[str, str, str, str]]:
+    """(name, version, sha256, file name) of every wheel pip would install for the flavour's base.
+
+    pip's own resolver in --dry-run with --report: it reads the wheels' metadata (PEP 658) and the
+    index's sha256 without downloading them, for the target Python and platform (pip-compile can
+    only resolve for the interpreter it runs on)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = Path(tmp) / "report.json"
+        _run([sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--dry-run",
+              "--ignore-installed", "--report", str(report), "--target", str(Path(tmp) / "target"),
+              *_target(flavour), *([] if deps else ["--no-deps"]), *pins])
+        found = []
+        for item in json.loads(report.read_text())["install"]:
+            url = item["download_info"]["url"]
+            digest = item["download_info"].get("archive_info", {}).get("hashes", {}).get("sha256")
+            if not digest and url.startswith("file://"):  # a find-links file: no index to give a hash
+                with open(urllib.parse.unquote(urllib.parse.urlparse(url).path), "rb") as wheel:
+                    digest = hashlib.file_digest(wheel, "sha256").hexdigest()
+            if not digest:
+                raise BuildError(f"pip gave no sha256 for {url}")
+            found.append((item["metadata"]["name"], item["metadata"]["version"], digest, url.rsplit("/", 1)[-1]))
+    return sorted(found, key=lambda row: canonicalize_name(row[0]))
+
+
+def _write_lock(path: Path, flavour: Flavour, what: str, rows: list[tuple[str, str, str, str]]) -> None:
+    lines = [f"# {path.relative_to(settings.ROOT)}: {what} for CPython {flavour.python}, manylinux x86_64",
+             f"# (the {flavour.name} image's base). Generated by `make lock-images` from versions.env; do not edit.",
+             "# Every wheel the install takes, with its sha256: installed with pip --require-hashes --no-deps."]
+    for name, version, digest, filename in rows:
+        lines += [f"{name}=={version} \\", f"    --hash=sha256:{digest}", f"    # {urllib.parse.unquote(filename)}"]
+    path.write_text("\n".join(lines) + "\n")
+    print(f"{path}: {len(rows)} wheels")
+
+
+def lock(flavour: Flavour) -> list[Path]:
+    """Write the flavour's hashed lock(s): the project image's packages (and the CPU base's wheel)."""
+    _write_lock(flavour.lock, flavour, "torch, transformers, numpy and their dependencies",
+                _resolve(flavour, wheel_pins()))
+    if flavour.name == "cpu":
+        _write_lock(CPU_BASE_LOCK, flavour, "the nvidia-pytriton wheel (its Triton only, no Python deps)",
+                    _resolve(flavour, [f"nvidia-pytriton=={settings.get('PYTRITON_VERSION')}"], deps=False))
+    return _locks(flavour)
+
+
+def read_lock(path: Path) -> dict[str, str]:
+    """{canonical name: version} of a lock; BuildError when a pin has no hash."""
+    pins: dict[str, str] = {}
+    if not path.exists():
+        raise BuildError(f"{path.relative_to(settings.ROOT)} is missing: run `make lock-images`")
+    for entry in path.read_text().replace("\\\n", " ").splitlines():
+        entry = entry.split(" #", 1)[0].strip()
+        if not entry or entry.startswith("#"):
+            continue
+        pin, _, rest = entry.partition(" ")
+        name, _, version = pin.partition("==")
+        if not version or "--hash=sha256:" not in rest:
+            raise BuildError(f"{path.relative_to(settings.ROOT)}: {entry!r} is not `name==version --hash=sha256:…`")
+        pins[canonicalize_name(name)] = version
+    return pins
+
+
+def check_lock(flavour: Flavour) -> None:
+    """The committed locks pin what versions.env pins (a local label such as +cpu aside)."""
+    wanted = wheel_pins() + ([f"nvidia-pytriton=={settings.get('PYTRITON_VERSION')}"] if flavour.name == "cpu" else [])
+    locked = {}
+    for path in _locks(flavour):
+        locked.update(read_lock(path))
+    for pin in wanted:
+        name, _, version = pin.partition("==")
+        have = locked.get(canonicalize_name(name))
+        if have is None or Version(have).public != Version(version).public:
+            raise BuildError(f"{flavour.lock.name} (or the CPU base's lock) pins {name}=={have}, versions.env "
+                             f"{version}: run `make lock-images`")
+
+
 def download_wheels(flavour: Flavour) -> Path:
-    """`pip download` the image's pinned packages for the base's Python and platform."""
+    """`pip download` exactly the locked wheels (hashes checked) for the base's Python and platform."""
+    check_lock(flavour)
     done = _timed(f"wheels for {flavour.name}")
     shutil.rmtree(flavour.wheels, ignore_errors=True)  # no stale pins left behind in the context
     flavour.wheels.mkdir(parents=True)
-    pyver = flavour.python.replace(".", "")
-    target = ["--only-binary=:all:", *(f"--platform={p}" for p in PLATFORMS), "--python-version", flavour.python,
-              "--implementation", "cp", "--abi", f"cp{pyver}", "--dest", str(flavour.wheels)]
-    pip = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check"]
-    _run([*pip, *target, *wheel_pins()])
-    if flavour.name == "cpu":
-        # The CPU base takes tritonserver from this wheel; its Python deps are the tooling's, not the server's.
-        _run([*pip, *target, "--no-deps", f"nvidia-pytriton=={settings.get('PYTRITON_VERSION')}"])
+    for path in _locks(flavour):
+        _run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--require-hashes",
+              "--no-deps", *_target(flavour), "--dest", str(flavour.wheels), "-r", str(path)])
     done()
     return flavour.wheels
 
 
-def _context(dockerfile: Path, wheels: list[Path]) -> bytes:
-    """A build context with only what the Dockerfile uses: itself, certs/ and the wheels it installs."""
+def have_locked_wheels(flavour: Flavour, path: Path) -> bool:
+    """Every wheel the lock names is in wheels/<flavour>/ (by name and version; pip checks the hashes)."""
+    present = set()
+    for wheel in flavour.wheels.glob("*.whl"):
+        name, version, *_ = parse_wheel_filename(wheel.name)
+        present.add((name, str(version)))
+    return all((name, str(Version(v))) in present for name, v in read_lock(path).items())
+
+
+def _context(dockerfile: Path, wheels: list[Path], lock: Path | None = None) -> bytes:
+    """A build context with only what the Dockerfile uses: itself, certs/, the wheels it installs and
+    their hashed lock (as requirements.txt)."""
     buf = io.BytesIO()
     # GNU format: the CLI sniffs stdin's first 512 bytes, and a PAX header there reads as a Dockerfile.
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
         tar.add(dockerfile, arcname="Dockerfile")
+        if lock:
+            tar.add(lock, arcname="requirements.txt")
         tar.add(CERTS, arcname="certs")
         tar.add(WHEELS, arcname="wheels", recursive=False)
         for wheel in wheels:
@@ -185,7 +298,8 @@ def _context(dockerfile: Path, wheels: list[Path]) -> bytes:
     return buf.getvalue()
 
 
-def docker_build(dockerfile: Path, wheels: list[Path], tag: str, args: dict[str, str]) -> None:
+def docker_build(dockerfile: Path, wheels: list[Path], tag: str, args: dict[str, str],
+                 lock: Path | None = None) -> None:
     stage_certs()
     WHEELS.mkdir(parents=True, exist_ok=True)
     # Host network for RUN steps: apt needs no bridge/NAT (and survives a docker0 removed under it).
@@ -194,14 +308,15 @@ def docker_build(dockerfile: Path, wheels: list[Path], tag: str, args: dict[str,
         cmd += ["--build-arg", f"{key}={value}"]
     # Classic builder: the context is a tar on stdin, so no unrelated flavour's wheels are sent.
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_BUILDKIT"} | {"DOCKER_BUILDKIT": "0"}
-    _run([*cmd, "-"], input=_context(dockerfile, wheels), env=env)
+    _run([*cmd, "-"], input=_context(dockerfile, wheels, lock), env=env)
 
 
-def build_args() -> dict[str, str]:
-    """The versions.env keys images/Dockerfile declares as ARG (label versions, pins, ports, mode)."""
-    return {k: settings.get(k) for k in ("TRITON_VERSION", "NGC_TAG", "TORCH_VERSION", "TRANSFORMERS_VERSION",
-                                         "NUMPY_VERSION", "HTTP_PORT", "GRPC_PORT", "METRICS_PORT",
-                                         "MODEL_CONTROL_MODE")}
+def build_args(flavour: Flavour) -> dict[str, str]:
+    """The values images/Dockerfile declares as ARG: the flavour's Triton and tag (labels), the pins,
+    ports and mode from versions.env."""
+    return {"TRITON_VERSION": flavour.triton, "NGC_TAG": flavour.tag,
+            **{k: settings.get(k) for k in ("TORCH_VERSION", "TRANSFORMERS_VERSION", "NUMPY_VERSION", "HTTP_PORT",
+                                            "GRPC_PORT", "METRICS_PORT", "MODEL_CONTROL_MODE")}}
 
 
 def build_cpu_base(force: bool = False) -> str:
@@ -212,12 +327,15 @@ def build_cpu_base(force: bool = False) -> str:
         return ref
     build_debian_base()
     done = _timed(f"cpu base {ref}")
-    wheels = sorted(FLAVOURS["cpu"].wheels.glob("nvidia_pytriton-*.whl"))
-    if not wheels:
-        download_wheels(FLAVOURS["cpu"])
-        wheels = sorted(FLAVOURS["cpu"].wheels.glob("nvidia_pytriton-*.whl"))
-    docker_build(IMAGES / "cpu-base.Dockerfile", wheels, ref, {"DEBIAN_BASE": debian_base(),
-                  **{k: settings.get(k) for k in ("TRITON_VERSION", "NGC_TAG", "PYTRITON_VERSION")}})
+    cpu = FLAVOURS["cpu"]
+    check_lock(cpu)
+    if not have_locked_wheels(cpu, CPU_BASE_LOCK):
+        download_wheels(cpu)
+    wheels = sorted(cpu.wheels.glob("nvidia_pytriton-*.whl"))
+    # The stand-in's own Triton (the wheel's), not the GPU pin: its labels and env say 2.51 where it is.
+    args = {"DEBIAN_BASE": debian_base(), "TRITON_VERSION": cpu.triton, "NGC_TAG": cpu.tag,
+            "PYTRITON_VERSION": settings.get("PYTRITON_VERSION")}
+    docker_build(IMAGES / "cpu-base.Dockerfile", wheels, ref, args, lock=CPU_BASE_LOCK)
     done()
     return ref
 
@@ -228,11 +346,13 @@ def build_image(flavour: Flavour) -> str:
     elif not image_exists(flavour.base):
         raise BuildError(f"{flavour.base} is not here: `docker login nvcr.io && docker pull {flavour.base}` "
                          "first (or build the CPU image: make image)")
-    if not any(flavour.wheels.glob("torch-*.whl")):
+    check_lock(flavour)
+    if not have_locked_wheels(flavour, flavour.lock):
         download_wheels(flavour)
     done = _timed(f"project image {flavour.image}")
     wheels = sorted(w for w in flavour.wheels.glob("*.whl") if not w.name.startswith("nvidia_pytriton-"))
-    docker_build(IMAGES / "Dockerfile", wheels, flavour.image, {"BASE_IMAGE": flavour.base, **build_args()})
+    docker_build(IMAGES / "Dockerfile", wheels, flavour.image, {"BASE_IMAGE": flavour.base, **build_args(flavour)},
+                 lock=flavour.lock)
     done()
     size = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", flavour.image],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -294,10 +414,21 @@ def tarball_path(ref: str) -> Path:
     return CACHE / f"{ref.replace('/', '_').replace(':', '_')}.tar"
 
 
+def digest_path(tarball: Path) -> Path:
+    """<tarball>.sha256: the digest `make image-tarball` writes beside each tarball."""
+    return tarball.with_name(tarball.name + ".sha256")
+
+
 def _save(ref: str, dest: Path) -> Path:
+    """`docker save` ref to dest and its sha256 to <dest>.sha256 (sha256sum format), which the
+    Ansible load path checks on the host before `docker load`."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     _run(["docker", "save", "--output", str(dest), ref])
-    print(dest)
+    with dest.open("rb") as tarball:
+        digest = hashlib.file_digest(tarball, "sha256").hexdigest()
+    digest_file = digest_path(dest)
+    digest_file.write_text(f"{digest}  {dest.name}\n")
+    print(dest, digest_file, sep="\n")
     return dest
 
 
@@ -321,8 +452,9 @@ def save_tarball(flavour: Flavour, dest: Path | None = None, baked: bool = False
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tritonops images", description=__doc__)
-    parser.add_argument("what", choices=["base-image", "wheels", "image", "tarball", "standins"])
+    parser.add_argument("what", choices=["base-image", "lock", "wheels", "image", "tarball", "standins"])
     parser.add_argument("--gpu", action="store_true", help="the NGC flavour instead of the CPU one")
+    parser.add_argument("--cpu", action="store_true", help="lock: only the CPU flavour (default: both)")
     parser.add_argument("--force", action="store_true", help="rebuild base images that exist")
     parser.add_argument("--output", type=Path, help="the project image's tarball path (default .cache/images/"
                         "<image>.tar; the gateway's always goes to .cache/images/<gateway image>.tar)")
@@ -333,6 +465,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.what == "base-image":
             build_debian_base(args.force)
             build_cpu_base(args.force)
+        elif args.what == "lock":  # both flavours unless --gpu/--cpu names one
+            for name in (["gpu"] if args.gpu else ["cpu"] if args.cpu else ["cpu", "gpu"]):
+                lock(FLAVOURS[name])
         elif args.what == "wheels":
             download_wheels(flavour)
         elif args.what == "image":

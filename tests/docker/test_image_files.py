@@ -19,8 +19,9 @@ def test_dockerfile_default_base_is_the_pinned_ngc_release():
     assert default and default.group(1) == ngc_base(), "images/Dockerfile's BASE_IMAGE default != versions.env"
 
 
-@pytest.mark.parametrize("key", ["TRITON_VERSION", "NGC_TAG", "TORCH_VERSION", "TRANSFORMERS_VERSION", "HTTP_PORT",
-                                 "GRPC_PORT", "METRICS_PORT", "PROMETHEUS_TAG", "GRAFANA_TAG", "SHM_SIZE"])
+@pytest.mark.parametrize("key", ["TRITON_VERSION", "NGC_TAG", "CPU_TRITON_VERSION", "CPU_NGC_TAG", "TORCH_VERSION",
+                                 "TRANSFORMERS_VERSION", "HTTP_PORT", "GRPC_PORT", "METRICS_PORT", "PROMETHEUS_TAG",
+                                 "GRAFANA_TAG", "SHM_SIZE"])
 def test_versions_and_ports_are_not_repeated(key):
     """versions.env is the one place: no image or compose file spells a value out (the NGC default
     above is the one checked exception)."""
@@ -50,7 +51,7 @@ def test_compose_config_resolves(tmp_path, compose_cli, gpu):
     config = yaml.safe_load(proc.stdout)
     triton = config["services"]["triton"]
     flavour = "gpu" if gpu else "cpu"
-    assert triton["image"] == f"{settings.get('IMAGE_REPO')}:{settings.get('NGC_TAG')}-{flavour}"
+    assert triton["image"] == images.FLAVOURS[flavour].image  # <NGC_TAG>-gpu / <CPU_NGC_TAG>-cpu
     assert "ports" not in triton  # reached only through the gateway
     gateway = config["services"]["gateway"]
     assert gateway["image"] == images.gateway_image()
