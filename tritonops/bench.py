@@ -76,7 +76,8 @@ def bench_model(name: str, repository: Path, concurrency: list[int], measurement
         cpu = _children_cpu_s()
         points, failed = perf_analyzer.run(server.http_url, contract.MODEL, concurrency,
                                            out / f"{name}.perf_analyzer.csv", measurement_ms=measurement_ms,
-                                           stability_pct=stability_pct, log_path=out / "perf_analyzer.log")
+                                           stability_pct=stability_pct, log_path=out / "perf_analyzer.log",
+                                           headers=server.admin_headers())
         for level, why in failed.items():
             print(f"bench: {name}: perf_analyzer gave no result at concurrency {level}: {why}", flush=True)
             notes.append(f"{name}, concurrency {level}: perf_analyzer gave no result ({why}); see perf_analyzer.log")
@@ -112,7 +113,7 @@ def through_gateway(server: LocalServer, level: int, measurement_ms: int, stabil
             served, cpu = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"], _children_cpu_s()
             points, failed = perf_analyzer.run(gw.http_url, contract.MODEL, [level], out / "linear.gateway.perf_analyzer.csv",
                                                measurement_ms=measurement_ms, stability_pct=stability_pct,
-                                               log_path=out / "perf_analyzer.log")
+                                               log_path=out / "perf_analyzer.log", headers=server.admin_headers())
             # perf_analyzer's own CPU, as for the direct rows (haproxy is not reaped yet, so not counted)
             cpu = _children_cpu_s() - cpu
             served = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"] - served
@@ -218,13 +219,13 @@ def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None
     load_after = os.getloadavg()
     checks = targets(rows, target_c)
     header = (f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {machine()}. "
-              f"perf_analyzer {settings.get('TRITON_VERSION')} over HTTP (binary tensors, batch 1, "
+              f"perf_analyzer {settings.get('CPU_TRITON_VERSION')} over HTTP (binary tensors, batch 1, "
               f"{measurement_ms} ms windows, stable within {stability_pct:g}%); Locust: loadtests/linear.py, {target_c} users, "
               f"--binary --batch-size 1, {locust_duration or 'not run'}. Load average (1 min) "
               f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; run took {time.time() - started:.0f} s.")
     text = markdown(rows, checks, header) + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
     (out / "bench.md").write_text(text)
-    plot(rows, out / "bench.png", f"{contract.MODEL}: Triton {settings.get('TRITON_VERSION')} Python backend on "
+    plot(rows, out / "bench.png", f"{contract.MODEL}: Triton {settings.get('CPU_TRITON_VERSION')} Python backend on "
                                   f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d', time.gmtime(started))}")
     return text, checks
 

@@ -5,7 +5,8 @@
 compose needs that is derived: the host ports (HOST_HTTP_PORT... default to the container ports),
 absolute paths, the rendered Prometheus config (Prometheus does not expand variables itself) and
 the gateway's files: its HAProxy config rendered from gateway/haproxy.cfg.j2, the TLS PEM and the
-API keys (empty files while those are off).
+API keys (empty files while those are off), and Triton's admin key (ADMIN_KEY_FILE, generated when
+missing), mounted as a file so that it never shows in `docker inspect`.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import argparse
 import functools
 import json
 import os
+import secrets
 import shutil
 import string
 import subprocess
@@ -20,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import gateway, images, settings
+from . import adminkey, gateway, images, settings
 
 COMPOSE_DIR = settings.ROOT / "compose"
 BASE_FILE = COMPOSE_DIR / "compose.yaml"
@@ -31,6 +33,7 @@ DEFAULT_PROJECT = "tritonops"
 # Host-side ports: the published port of each container port, overridable one by one.
 HOST_PORTS = {"HOST_HTTP_PORT": "HTTP_PORT", "HOST_GRPC_PORT": "GRPC_PORT", "HOST_METRICS_PORT": "METRICS_PORT",
               "HOST_PROMETHEUS_PORT": "PROMETHEUS_PORT", "HOST_GRAFANA_PORT": "GRAFANA_PORT"}
+GRAFANA_IMAGE_UID = 472  # the grafana/grafana image's own user: gets the password file when root writes it
 
 
 class ComposeError(RuntimeError):
@@ -65,6 +68,8 @@ def environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
         raise ComposeError(f"MODEL_REPOSITORY={values['MODEL_REPOSITORY']}: no such directory")
     if not values["TRITON_REPLICAS"].isdigit() or int(values["TRITON_REPLICAS"]) < 1:
         raise ComposeError(f"TRITON_REPLICAS={values['TRITON_REPLICAS']!r}: expected a whole number >= 1")
+    if values["GRAFANA_ANONYMOUS"] not in ("true", "false"):
+        raise ComposeError(f"GRAFANA_ANONYMOUS={values['GRAFANA_ANONYMOUS']!r}: expected true or false")
     return values
 
 
@@ -108,6 +113,47 @@ def write_gateway(directory: Path, values: dict[str, str]) -> dict[str, str]:
     return {k: str(v) for k, v in files.items()}
 
 
+def grafana_password_file(env_file: Path) -> Path:
+    return env_file.with_name(env_file.stem + ".grafana") / "admin-password"
+
+
+def write_grafana_password(env_file: Path) -> dict[str, str]:
+    """Grafana's admin password, generated once beside env_file (folder 0700, file 0600) and kept;
+    returns the env keys compose mounts it from and runs Grafana as (the file's owner, never root)."""
+    path = grafana_password_file(env_file)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    if not path.exists():
+        # O_EXCL + 0600 from the start: never readable by others, not even for a moment.
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(24))  # no newline: Grafana takes the file's bytes as they are
+    info = path.stat()
+    if info.st_mode & 0o077:
+        raise ComposeError(f"{path}: mode {info.st_mode & 0o777:04o} lets other users read Grafana's admin "
+                           "password; chmod 600 it")
+    if info.st_uid == 0:  # Grafana runs as the file's owner, never as root
+        try:
+            os.chown(path, GRAFANA_IMAGE_UID, -1)
+        except PermissionError:
+            raise ComposeError(f"{path} belongs to root: sudo chown {GRAFANA_IMAGE_UID} {path}") from None
+    return {"GRAFANA_ADMIN_PASSWORD": str(path), "GRAFANA_USER": str(path.stat().st_uid)}
+
+
+def write_admin_key(directory: Path, values: dict[str, str]) -> dict[str, str]:
+    """A copy of ADMIN_KEY_FILE's key for the container (ADMIN_KEY_MOUNT): 0644 so the container's
+    triton-server user can read it, in a 0700 folder so no other host user can."""
+    try:
+        key = adminkey.ensure(adminkey.default_file(values["ADMIN_KEY_FILE"]))
+    except adminkey.AdminKeyError as exc:
+        raise ComposeError(f"ADMIN_KEY_FILE: {exc}") from None
+    directory.mkdir(parents=True, exist_ok=True)
+    directory.chmod(0o700)
+    mount = directory / "admin-key"
+    mount.write_text(key + "\n")
+    mount.chmod(0o644)
+    return {"ADMIN_KEY_MOUNT": str(mount)}
+
+
 def write_env(path: Path, overrides: dict[str, str] | None = None) -> Path:
     """Write the env file (and the Prometheus config it points to) for one stack."""
     values = environment(overrides)
@@ -119,6 +165,8 @@ def write_env(path: Path, overrides: dict[str, str] | None = None) -> Path:
         raise ComposeError(f"{PROMETHEUS_TEMPLATE}: bad placeholder ({exc}); use ${{KEY}} with a versions.env KEY") from None
     values["PROMETHEUS_CONFIG"] = str(prometheus)
     values.update(write_gateway(path.with_name(path.stem + ".gateway"), values))
+    values.update(write_admin_key(path.with_name(path.stem + ".secrets"), values))
+    values.update(write_grafana_password(path))
     path.write_text("# Written by tritonops.compose from versions.env; do not edit.\n"
                     + "".join(f"{k}={v}\n" for k, v in values.items()))
     return path
@@ -256,7 +304,12 @@ def main(argv: list[str] | None = None) -> int:
             env = stack.env
             stack.up()
             print(f"healthy: HTTP {env['BIND_ADDRESS']}:{env['HOST_HTTP_PORT']}  gRPC {env['BIND_ADDRESS']}:"
-                  f"{env['HOST_GRPC_PORT']}  metrics {env['BIND_ADDRESS']}:{env['HOST_METRICS_PORT']}")
+                  f"{env['HOST_GRPC_PORT']}  metrics {env['BIND_ADDRESS']}:{env['HOST_METRICS_PORT']}\n"
+                  f"statistics need header {env['ADMIN_KEY_HEADER']} with the key in "
+                  f"{adminkey.default_file(env['ADMIN_KEY_FILE'])}; the other management APIs stay inside the host")
+            if args.monitoring:
+                print(f"Grafana: http://{env['BIND_ADDRESS']}:{env['HOST_GRAFANA_PORT']}  user admin, password in "
+                      f"{env['GRAFANA_ADMIN_PASSWORD']}")
         elif args.what == "env":
             print(f"env file: {stack.env_file}")
         elif args.what == "down":

@@ -1,4 +1,4 @@
-"""NVIDIA's perf_analyzer, taken from the tritonclient==<TRITON_VERSION> manylinux wheel, and a runner.
+"""NVIDIA's perf_analyzer, taken from the tritonclient==<CPU_TRITON_VERSION> manylinux wheel, and a runner.
 
 The venv pins a newer tritonclient (2.51.0's geventhttpclient<=2.0.2 pin holds Locust back), so
 the matching C++ perf_analyzer is fetched on its own: `pip download` the wheel into .cache/, unpack
@@ -28,7 +28,7 @@ class PerfAnalyzerError(RuntimeError):
 
 
 def _home() -> Path:
-    return CACHE / settings.get("TRITON_VERSION")
+    return CACHE / settings.get("CPU_TRITON_VERSION")  # the wheel server's release
 
 
 def _pytriton_libs() -> Path:
@@ -45,7 +45,7 @@ def ensure() -> Path:
     home = _home()
     binary = home / "bin" / "perf_analyzer"
     if not binary.exists():
-        version = settings.get("TRITON_VERSION")
+        version = settings.get("CPU_TRITON_VERSION")
         wheels = home / "wheel"
         wheels.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--platform", "manylinux1_x86_64",
@@ -127,11 +127,13 @@ def parse_csv(path: Path) -> list[Point]:
 
 def run(url: str, model: str, concurrency: list[int], csv_path: Path, *, batch_size: int = 1,
         measurement_ms: int = 4000, max_trials: int = 6, stability_pct: float = 25, log_path: Path | None = None,
-        ) -> tuple[list[Point], dict[int, str]]:
+        headers: dict[str, str] | None = None) -> tuple[list[Point], dict[int, str]]:
     """Sweep concurrency levels over HTTP against url (host:port): a Point per measured level (all in
     csv_path), and why for each level that could not be measured (the sweep goes on without it).
 
     --concurrency-range only steps arithmetically (1,4,16,64 is not), so each level is its own call.
+    headers go on every request (-H): the admin key, without which its server-side statistics call is
+    refused and it exits 99 ("This API is restricted"). The log shows their names, never their values.
     """
     binary = ensure()
     parts, failed = [], {}
@@ -142,6 +144,8 @@ def run(url: str, model: str, concurrency: list[int], csv_path: Path, *, batch_s
                "--measurement-interval", str(measurement_ms), "--max-trials", str(max_trials),
                # a shared 2-core box rarely holds the default 10% between windows
                "--stability-percentage", f"{stability_pct:g}", "-f", str(part)]
+        shown = " ".join(cmd + [f"-H {name}:***" for name in (headers or {})])
+        cmd += [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}:{value}")]
         # It hangs now and then after its first pass (client memory growing, the server idle with
         # nothing pending), against fast models at c >= 16 even on a quiet box: about half the
         # runs of identity at c=16 here. Bound each try and make three.
@@ -155,7 +159,7 @@ def run(url: str, model: str, concurrency: list[int], csv_path: Path, *, batch_s
                     o.decode() if isinstance(o, bytes) else (o or "") for o in (exc.stdout, exc.stderr))
             if log_path:
                 with open(log_path, "a") as log:
-                    log.write(f"$ {' '.join(cmd)}\n{output}\n")
+                    log.write(f"$ {shown}\n{output}\n")
             if done is not None and done.returncode == 0:
                 parts.append(part)
                 break

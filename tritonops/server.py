@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import settings
+from . import adminkey, settings
 
 CACHE = settings.ROOT / ".cache"
 STOP_GRACE_S = 10  # server gets --exit-timeout-secs below this, then the group is killed
@@ -111,13 +111,21 @@ class LoopbackUrls:
 
 
 class LocalServer(LoopbackUrls):
-    """tritonserver on given ports; a context manager that starts it and waits for READY."""
+    """tritonserver on given ports; a context manager that starts it and waits for READY.
+
+    Secure by default: it listens on loopback only, and the management APIs (versions.env
+    RESTRICTED_APIS) need the admin key from admin_key_file (default ADMIN_KEY_FILE, generated when
+    missing); restricted=False opens them.
+    """
 
     def __init__(self, repository: Path = settings.MODEL_REPOSITORY, *, http_port: int | None = None,
-                 grpc_port: int | None = None, metrics_port: int | None = None, host: str = "0.0.0.0",
-                 log_path: Path | None = None, extra_args: list[str] | None = None, ready_timeout: float = 120):
+                 grpc_port: int | None = None, metrics_port: int | None = None, host: str = "127.0.0.1",
+                 log_path: Path | None = None, extra_args: list[str] | None = None, ready_timeout: float = 120,
+                 restricted: bool = True, admin_key_file: Path | None = None):
         self.repository = Path(repository).resolve()
         self.host = host
+        self.admin_key_file = Path(admin_key_file) if admin_key_file else adminkey.default_file()
+        self.admin_key = adminkey.ensure(self.admin_key_file) if restricted else None
         self.ports = {"http": http_port or settings.port("http"), "grpc": grpc_port or settings.port("grpc"),
                       "metrics": metrics_port or settings.port("metrics")}
         self.log_path = log_path
@@ -138,8 +146,13 @@ class LocalServer(LoopbackUrls):
             # CPU-only host: no GPU metrics or pinned memory, less noise.
             "--allow-gpu-metrics=false", "--pinned-memory-pool-byte-size=0",
             f"--exit-timeout-secs={STOP_GRACE_S // 2}",
+            *(adminkey.server_args(self.admin_key) if self.admin_key else []),
             *self.extra_args,
         ]
+
+    def admin_headers(self, protocol: str = "http") -> dict[str, str]:
+        """Headers (protocol "grpc": metadata) that open the restricted APIs; {} when they are open."""
+        return adminkey.headers(self.admin_key, protocol) if self.admin_key else {}
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -256,9 +269,15 @@ class LocalServer(LoopbackUrls):
         self.stop()
 
 
-def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, host: str) -> int:
+def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, host: str,
+          admin_key_file: Path | None = None) -> int:
     """Foreground server like `docker compose up`: logs to the terminal, Ctrl-C/SIGTERM stop it."""
-    server = LocalServer(repository, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port, host=host)
+    try:
+        server = LocalServer(repository, http_port=http_port, grpc_port=grpc_port, metrics_port=metrics_port,
+                             host=host, admin_key_file=admin_key_file)
+    except adminkey.AdminKeyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     stop = threading.Event()
 
     def on_signal(signum, _frame):
@@ -276,6 +295,9 @@ def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, h
           f"  HTTP     http://{shown}:{http_port}  (e.g. /v2/models/{settings.MODEL_NAME}/versions/1/infer)\n"
           f"  gRPC     {shown}:{grpc_port}\n"
           f"  metrics  http://{shown}:{metrics_port}/metrics\n"
+          f"Management APIs ({settings.get('RESTRICTED_APIS')}) need header {adminkey.header()}: the key is in "
+          f"{server.admin_key_file}\n"
+          f"  curl -H \"{adminkey.header()}: $(cat {server.admin_key_file})\" http://{shown}:{http_port}/v2/models/stats\n"
           f"Ctrl-C to stop.\n", flush=True)
     while not stop.is_set() and server.proc.poll() is None:
         stop.wait(0.5)
@@ -298,9 +320,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="tritonops serve", description=serve.__doc__)
     parser.add_argument("--repository", type=Path, default=settings.MODEL_REPOSITORY)
-    parser.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    parser.add_argument("--host", default=settings.get("BIND_ADDRESS"),
+                        help="address HTTP, gRPC and metrics listen on (default versions.env BIND_ADDRESS: loopback)")
+    parser.add_argument("--admin-key-file", type=Path, default=adminkey.default_file(),
+                        help="admin key for the restricted management APIs (default versions.env ADMIN_KEY_FILE; "
+                             "generated when missing)")
     parser.add_argument("--http-port", type=int, default=settings.port("http"))
     parser.add_argument("--grpc-port", type=int, default=settings.port("grpc"))
     parser.add_argument("--metrics-port", type=int, default=settings.port("metrics"))
     a = parser.parse_args(argv)
-    return serve(a.repository, a.http_port, a.grpc_port, a.metrics_port, a.host)
+    return serve(a.repository, a.http_port, a.grpc_port, a.metrics_port, a.host, a.admin_key_file)
