@@ -1,7 +1,9 @@
 """A throwaway Debian host for the Ansible end-to-end test: systemd-nspawn, its own address, SSH.
 
 The guest boots systemd from a debootstrap rootfs (cached as a zstd tarball under .cache/testhost/,
-rebuilt when missing), gets 10.213.0.2/24 on a veth whose host side is 10.213.0.1, reaches Debian's
+rebuilt when missing), gets 10.213.0.2/24 and fd00:213::2/64 on a veth whose host side is 10.213.0.1
+and fd00:213::1 (plus 10.213.0.3 and fd00:213::3: a second, unlisted address that firewall drills
+send from, never picked as a source unless a socket binds it), reaches Debian's
 archive only through an apt-cacher-ng bound to the host side, and can run Docker (pure cgroup v2
 tree, keyring and bpf syscalls allowed). A reboot inside the guest (nspawn exits 133) boots it
 again, so Ansible's reboot and "comes back after a reboot" can be tested.
@@ -28,6 +30,8 @@ from . import settings
 MACHINE = "tritonops-e2e"
 HOST_IF = "ve-tritonops"  # host side of the veth (--network-veth-extra names it; guest side is host0)
 HOST_ADDR, GUEST_ADDR, PREFIX = "10.213.0.1", "10.213.0.2", 24
+HOST_ADDR6, GUEST_ADDR6, PREFIX6 = "fd00:213::1", "fd00:213::2", 64  # ULA: private, never routed
+UNLISTED_ADDR, UNLISTED_ADDR6 = "10.213.0.3", "fd00:213::3"  # host side too; no firewall lists them
 APT_PROXY_PORT = 13142  # not 3142: a system apt-cacher-ng may hold that one
 SUITE = settings.get("DEBIAN_SUITE")
 MIRROR = "http://deb.debian.org/debian"
@@ -174,8 +178,8 @@ class TestHost:
         resolv.unlink(missing_ok=True)
         resolv.write_text("nameserver 127.0.0.1\n")
         (root / "etc" / "systemd" / "network" / "10-host0.network").write_text(
-            f"[Match]\nName=host0\n\n[Network]\nAddress={GUEST_ADDR}/{PREFIX}\n"
-            "LinkLocalAddressing=no\nIPv6AcceptRA=no\n")
+            f"[Match]\nName=host0\n\n[Network]\nAddress={GUEST_ADDR}/{PREFIX}\nAddress={GUEST_ADDR6}/{PREFIX6}\n"
+            "LinkLocalAddressing=no\nIPv6AcceptRA=no\nIPv6DuplicateAddressDetection=0\n")
         wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants"
         wants.mkdir(parents=True, exist_ok=True)
         (wants / "systemd-networkd.service").symlink_to("/lib/systemd/system/systemd-networkd.service")
@@ -227,6 +231,10 @@ class TestHost:
                 raise TestHostError(f"{HOST_IF} did not appear within 30 s")
             time.sleep(0.1)
         _run(["ip", "addr", "replace", f"{HOST_ADDR}/{PREFIX}", "dev", HOST_IF])
+        _run(["ip", "addr", "replace", f"{UNLISTED_ADDR}/{PREFIX}", "dev", HOST_IF])  # secondary: never a default source
+        _run(["ip", "addr", "replace", f"{HOST_ADDR6}/{PREFIX6}", "dev", HOST_IF, "nodad"])
+        # Deprecated (preferred_lft 0): IPv6 picks it as a source only for sockets bound to it.
+        _run(["ip", "addr", "replace", f"{UNLISTED_ADDR6}/{PREFIX6}", "dev", HOST_IF, "nodad", "preferred_lft", "0"])
         _run(["ip", "link", "set", HOST_IF, "up"])
 
     def _start_apt_proxy(self) -> None:

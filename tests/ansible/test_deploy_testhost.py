@@ -5,8 +5,9 @@ roles take their skip path (no NVIDIA device in the guest); Docker, the gateway 
 installed and run for real. Then: a second run changes nothing, testinfra checks the host, the seed
 request is answered through the guest's address (the gateway's published ports), a broken model
 repository fails with its reason while the previous release keeps answering, and after a reboot the
-stack comes back by itself. Needs root, systemd-nspawn, Docker on the controller (to save the
-images) and about 5-10 minutes.
+stack comes back by itself. Firewall drills: from a second, unlisted address on the test network the
+published ports time out over IPv4 and IPv6, also at every 0.2 s poll through that reboot. Needs
+root, systemd-nspawn, Docker on the controller (to save the images) and about 5-10 minutes.
 """
 from __future__ import annotations
 
@@ -25,29 +26,35 @@ from tritonops import testhost as th
 
 from ci_policy import skip_or_fail
 from playbook_runner import LOGS, ansible_playbook
+import portprobe
 
 pytestmark = pytest.mark.testhost
 HERE = Path(__file__).parent
 E2E_VARS = HERE / "testhost_vars.yml"
 HTTP, GRPC = settings.port("http"), settings.port("grpc")
+# The gateway's published ports on both of the guest's addresses: the firewall drills' targets.
+FIREWALLED = [(address, port) for address in (th.GUEST_ADDR, th.GUEST_ADDR6)
+              for port in (HTTP, GRPC, settings.port("metrics"))]
 
 
 def image_tarballs() -> dict[str, Path]:
     """The CPU project image and the gateway image, each saved by tritonops.images to its tarball
-    (built first when missing); a tarball is reused while it holds the image as it is now."""
+    (built first when missing) with its .sha256 beside it (the role checks it before docker load); a
+    tarball is reused while it holds the image as it is now."""
     from tritonops import images
 
     flavour = images.FLAVOURS["cpu"]
     saves = {"triton_image_tarball": (flavour.image, lambda dest: images.save_tarball(flavour, dest, gateway=False)),
              "triton_gateway_image_tarball": (images.gateway_image(), images.save_gateway_tarball)}
     tarballs = {knob: images.tarball_path(ref) for knob, (ref, _) in saves.items()}
+    saved = {knob: [t, images.digest_path(t)] for knob, t in tarballs.items()}
     try:
         import docker
 
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means: no engine here
-        if all(t.exists() for t in tarballs.values()) and not os.environ.get("CI"):
+        if all(f.exists() for files in saved.values() for f in files) and not os.environ.get("CI"):
             print(f"\nno Docker engine ({exc}): deploying the tarballs saved earlier, {list(tarballs.values())}")
             return tarballs
         skip_or_fail(f"no Docker engine on the controller to save the images from: {exc}")
@@ -58,7 +65,7 @@ def image_tarballs() -> dict[str, Path]:
     for knob, (ref, save) in saves.items():
         image_id = client.images.get(ref).id
         stamp = tarballs[knob].with_suffix(".id")
-        if not (tarballs[knob].exists() and stamp.exists() and stamp.read_text() == image_id):
+        if not (all(f.exists() for f in saved[knob]) and stamp.exists() and stamp.read_text() == image_id):
             save(tarballs[knob])
             stamp.write_text(image_id)
     return tarballs
@@ -88,7 +95,9 @@ def guest(tmp_path_factory):
 
 def play(host: th.TestHost, *extra: str, log: str):
     per_run = {**{knob: str(path) for knob, path in host.image_tarballs.items()}, "triton_model_repository": str(host.model_repository),
-               "triton_client_cidrs": [f"{th.HOST_ADDR}/32"], "triton_monitoring_cidrs": [f"{th.HOST_ADDR}/32"]}
+               # The controller's own addresses only: the unlisted ones (th.UNLISTED_ADDR*) must time out.
+               "triton_client_cidrs": [f"{th.HOST_ADDR}/32", f"{th.HOST_ADDR6}/128"],
+               "triton_monitoring_cidrs": [f"{th.HOST_ADDR}/32", f"{th.HOST_ADDR6}/128"]}
     return ansible_playbook("-i", str(host.inventory), "site.yml", "-e", f"@{E2E_VARS}", "-e", json.dumps(per_run), *extra,
                             log=LOGS / f"testhost-{log}.log")
 
@@ -177,7 +186,75 @@ def test_rollback_playbook_returns_to_the_previous_release(deployed, tmp_path):
 
 
 def test_stack_comes_back_after_a_reboot(deployed):
-    started = time.monotonic()
-    deployed.reboot()
-    wait_for_seed_answer(timeout=180)
-    print(f"\nserving again {time.monotonic() - started:.1f} s after the reboot command")
+    # Firewall drill: the unlisted addresses poll every published port over IPv4 and IPv6 every 0.2 s
+    # through the reboot (shutdown, boot, Docker starting the containers) and until the seed answers.
+    rebooted = deployed.boots + 1
+    with portprobe.Poller(th.UNLISTED_ADDR, th.UNLISTED_ADDR6, FIREWALLED, period=0.2,
+                          phase=lambda: "rebooted" if deployed.boots >= rebooted else "before") as poller:
+        started = time.monotonic()
+        deployed.reboot()
+        wait_for_seed_answer(timeout=180)
+        serving = time.monotonic() - started
+    print(f"\nserving again {serving:.1f} s after the reboot command; firewall drill: {poller.rounds} polls of "
+          f"{len(FIREWALLED)} ports from {th.UNLISTED_ADDR} and {th.UNLISTED_ADDR6}: {dict(poller.phases)}, "
+          f"first seen (s): {poller.first_seen}")
+    assert poller.count(portprobe.CONNECTED) == 0, f"connections got through during the reboot: {poller.outcomes}"
+    # A refusal is a SYN that reached the guest's TCP stack unfiltered: in the new boot, the rules were
+    # missing while the network was up. (In the old boot's last milliseconds the kernel tears the
+    # guest's network namespace down, its nftables table before its veth: a refusal there is not a boot.)
+    assert poller.phases["rebooted", portprobe.REFUSED] == 0, f"unfiltered SYNs after the reboot: {poller.outcomes}"
+    for address in (th.GUEST_ADDR, th.GUEST_ADDR6):  # the drops were seen, on both families
+        assert poller.outcomes[(address, HTTP), portprobe.TIMEOUT] > 0, poller.outcomes
+
+
+def test_unlisted_address_times_out_on_every_port(deployed):
+    """Firewall drill: from an address on the guest's network that no firewall list names, HTTP, gRPC and
+    metrics time out over IPv4 and IPv6 (dropped, not refused); from the listed address they connect and
+    the seed request is answered over both; SSH stays open to both."""
+    v4 = [t for t in FIREWALLED if ":" not in t[0]]
+    v6 = [t for t in FIREWALLED if ":" in t[0]]
+    unlisted = {**portprobe.probe(th.UNLISTED_ADDR, v4), **portprobe.probe(th.UNLISTED_ADDR6, v6)}
+    assert unlisted == dict.fromkeys(FIREWALLED, portprobe.TIMEOUT), unlisted
+    listed = {**portprobe.probe(th.HOST_ADDR, v4), **portprobe.probe(th.HOST_ADDR6, v6)}
+    assert listed == dict.fromkeys(FIREWALLED, portprobe.CONNECTED), listed
+    smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+    smoke.run(f"[{th.GUEST_ADDR6}]:{HTTP}", f"[{th.GUEST_ADDR6}]:{GRPC}")
+    ssh = {**portprobe.probe(th.UNLISTED_ADDR, [(th.GUEST_ADDR, 22)]), **portprobe.probe(th.UNLISTED_ADDR6, [(th.GUEST_ADDR6, 22)])}
+    assert set(ssh.values()) == {portprobe.CONNECTED}, f"the firewall touched SSH: {ssh}"
+
+
+def test_management_apis_need_this_hosts_admin_key(deployed):
+    """Restricted management APIs on the host: its key was generated on the controller (0600), sits on
+    the host 0400 for the container's user in a root-only folder, never shows in the play's output or
+    in `docker inspect`; inside the Triton container every restricted endpoint is refused without it
+    and served with it; through the gateway, statistics need it."""
+    import shlex
+    import urllib.error
+    import urllib.request
+
+    import restricted
+    from tritonops import adminkey
+
+    key_file = settings.ROOT / ".cache" / "secrets" / f"{th.MACHINE}.admin-key"
+    assert key_file.stat().st_mode & 0o777 == 0o600 and key_file.parent.stat().st_mode & 0o777 == 0o700
+    key = key_file.read_text().strip()
+    assert deployed.ssh("stat -c '%a %u' /opt/tritonops/secrets /opt/tritonops/secrets/admin-key").stdout.split() == \
+        ["700", "0", "400", "1000"]
+    assert not [log.name for log in LOGS.glob("testhost-*.log") if key in log.read_text(errors="replace")]
+    cid = deployed.ssh("docker ps -q --filter label=com.docker.compose.service=triton").stdout.split()[0]
+    assert key not in deployed.ssh(f"docker inspect {cid}").stdout
+
+    def send(requests):
+        done = subprocess.run(["ssh", "-F", str(deployed.ssh_config), th.MACHINE,
+                               f"docker exec -i {cid} python3 -c {shlex.quote(restricted.SEND_SCRIPT)} http://127.0.0.1:{HTTP}"],
+                              input=json.dumps(requests), capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    assert restricted.check_http(send, key) == []
+    stats = f"http://{th.GUEST_ADDR}:{HTTP}/v2/models/{contract.MODEL}/stats"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(stats, timeout=10)
+    assert refused.value.code == restricted.HTTP_REFUSAL[0]
+    with urllib.request.urlopen(urllib.request.Request(stats, headers=adminkey.headers(key)), timeout=10) as r:
+        assert r.status == 200

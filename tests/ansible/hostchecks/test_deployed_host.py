@@ -137,13 +137,24 @@ def test_release_files_match_the_repo(host, root, container, request):
     assert mounts["/models"] == shipped, f"the container serves {mounts['/models']}, current is {shipped}"
 
 
-def test_firewall_rules_when_enabled(host):
+def test_firewall_is_on_for_ipv4_and_ipv6_before_docker(host):
     unit = host.service("tritonops-firewall")
     if not unit.is_enabled:
         pytest.skip("triton_firewall_enabled is false on this host")
-    rules = host.check_output("iptables -S TRITONOPS")
-    assert "-j DROP" in rules and "-j RETURN" in rules, rules
-    assert "-j TRITONOPS" in host.check_output("iptables -S DOCKER-USER")
+    assert unit.is_running, "tritonops-firewall.service is not active"
+    # One inet table (IPv4 and IPv6): host listeners (input) and Docker's DNATed ports (forward).
+    table = json.loads(host.check_output("nft --json list table inet tritonops"))["nftables"]
+    chains = {item["chain"]["name"]: item["chain"] for item in table if "chain" in item}
+    assert {chains[name].get("hook") for name in ("input", "forward")} == {"input", "forward"}, chains
+    sets = {item["set"]["name"]: item["set"]["type"] for item in table if "set" in item}
+    assert sets == {"clients_v4": "ipv4_addr", "clients_v6": "ipv6_addr", "monitoring_v4": "ipv4_addr",
+                    "monitoring_v6": "ipv6_addr"}, sets
+    for chain in ("clients", "monitoring"):  # each ends with a bare drop: anyone not listed
+        rules = [item["rule"]["expr"] for item in table if "rule" in item and item["rule"]["chain"] == chain]
+        assert rules and rules[-1] == [{"drop": None}], f"chain {chain}: {rules}"
+    # Loaded at boot before any network is up and before Docker starts the containers.
+    order = host.check_output("systemctl show --property=Before --property=WantedBy --value tritonops-firewall").split()
+    assert {"docker.service", "network-pre.target", "sysinit.target"} <= set(order), order
 
 
 def test_nvidia_smi_on_the_host(host, has_gpu):
