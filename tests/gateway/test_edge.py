@@ -73,10 +73,12 @@ def test_the_check_request_is_a_valid_inference(replicas):
 
 @pytest.mark.parametrize("method,path", MANAGEMENT_HTTP)
 def test_management_http_refused_at_the_edge(gw, replicas, method, path):
-    status, body = request(gw.http_url, method, path)
+    key = replicas["a"].admin_headers("http")
+    # refused by the gateway itself, even with Triton's admin key: management stays on the host
+    status, body = request(gw.http_url, method, path, headers=key)
     assert status == 403 and b"refused at the gateway" in body, (status, body)
-    # control: Triton itself would have answered (not 403): the gateway is what refuses
-    assert request(replicas["a"].http_url, method, path)[0] != 403
+    # control: Triton itself answers with the key (not 403): the gateway is what refuses
+    assert request(replicas["a"].http_url, method, path, headers=key)[0] != 403
 
 
 @pytest.mark.parametrize("call", ["get_model_repository_index", "get_log_settings", "get_trace_settings",
@@ -84,13 +86,14 @@ def test_management_http_refused_at_the_edge(gw, replicas, method, path):
                                   "load_model", "unload_model"])
 def test_management_grpc_refused_at_the_edge(gw, replicas, call):
     args = (contract.MODEL,) if call in ("load_model", "unload_model") else ()
+    key = replicas["a"].admin_headers("grpc")
     with grpcclient.InferenceServerClient(gw.grpc_url) as client:
         with pytest.raises(InferenceServerException) as refused:
-            getattr(client, call)(*args)
+            getattr(client, call)(*args, headers=key)
     assert "PERMISSION_DENIED" in str(refused.value) and "refused at the gateway" in str(refused.value)
     if call not in ("load_model", "unload_model", "get_cuda_shared_memory_status"):  # control, where Triton answers
         with grpcclient.InferenceServerClient(replicas["a"].grpc_url) as client:
-            getattr(client, call)(*args)
+            getattr(client, call)(*args, headers=key)
 
 
 def test_metadata_config_and_health_stay_open(gw):
