@@ -33,6 +33,8 @@ DEFAULT_PROJECT = "tritonops"
 # Host-side ports: the published port of each container port, overridable one by one.
 HOST_PORTS = {"HOST_HTTP_PORT": "HTTP_PORT", "HOST_GRPC_PORT": "GRPC_PORT", "HOST_METRICS_PORT": "METRICS_PORT",
               "HOST_PROMETHEUS_PORT": "PROMETHEUS_PORT", "HOST_GRAFANA_PORT": "GRAFANA_PORT"}
+# Seconds the engine waits beyond Triton's exit timeout before SIGKILL (the role's compose.env.j2 adds the same).
+STOP_MARGIN_SECS = 10
 GRAFANA_IMAGE_UID = 472  # the grafana/grafana image's own user: gets the password file when root writes it
 
 
@@ -70,6 +72,9 @@ def environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
         raise ComposeError(f"TRITON_REPLICAS={values['TRITON_REPLICAS']!r}: expected a whole number >= 1")
     if values["GRAFANA_ANONYMOUS"] not in ("true", "false"):
         raise ComposeError(f"GRAFANA_ANONYMOUS={values['GRAFANA_ANONYMOUS']!r}: expected true or false")
+    if not values["TRITON_EXIT_TIMEOUT_SECS"].isdigit():
+        raise ComposeError(f"TRITON_EXIT_TIMEOUT_SECS={values['TRITON_EXIT_TIMEOUT_SECS']!r}: expected whole seconds")
+    values.setdefault("TRITON_STOP_GRACE_PERIOD", f"{int(values['TRITON_EXIT_TIMEOUT_SECS']) + STOP_MARGIN_SECS}s")
     return values
 
 

@@ -316,7 +316,8 @@ def build_args(flavour: Flavour) -> dict[str, str]:
     ports and mode from versions.env."""
     return {"TRITON_VERSION": flavour.triton, "NGC_TAG": flavour.tag,
             **{k: settings.get(k) for k in ("TORCH_VERSION", "TRANSFORMERS_VERSION", "NUMPY_VERSION", "HTTP_PORT",
-                                            "GRPC_PORT", "METRICS_PORT", "MODEL_CONTROL_MODE")}}
+                                            "GRPC_PORT", "METRICS_PORT", "MODEL_CONTROL_MODE",
+                                            "TRITON_EXIT_TIMEOUT_SECS")}}
 
 
 def build_cpu_base(force: bool = False) -> str:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from tritonops import contract, settings, smoke
 from tritonops import testhost as th
 
 from ci_policy import skip_or_fail
-from playbook_runner import LOGS, ansible_playbook
+from playbook_runner import LOGS, PlayResult, ansible_playbook
 import portprobe
 
 pytestmark = pytest.mark.testhost
@@ -258,3 +259,56 @@ def test_management_apis_need_this_hosts_admin_key(deployed):
     assert refused.value.code == restricted.HTTP_REFUSAL[0]
     with urllib.request.urlopen(urllib.request.Request(stats, headers=adminkey.headers(key)), timeout=10) as r:
         assert r.status == 200
+
+
+def test_gpu_presence_is_a_local_fact_every_play_reads(deployed, tmp_path):
+    """GPU presence lives in /etc/ansible/facts.d/tritonops.fact (written by the nvidia_driver role), so plays
+    that skip that role still see it: with a fact saying GPU on this GPU-less host, `--tags triton --check`
+    plans the -gpu image with compose.gpu.yaml and rollback.yml --check plans compose.gpu.yaml; without the
+    file both plan the CPU stack again, which is exactly what serves (nothing would change)."""
+    fact_file = "/etc/ansible/facts.d/tritonops.fact"
+    written = deployed.ssh(f"cat {fact_file}").stdout
+    assert json.loads(written) == {"gpu_present": False, "gpu_count": 0}, f"{fact_file} after the deploy: {written!r}"
+    versions = settings.versions()
+    gpu_image = f"{versions['IMAGE_REPO']}:{versions['NGC_TAG']}-gpu"
+    cpu_image = f"{versions['IMAGE_REPO']}:{versions['CPU_NGC_TAG']}-cpu"
+    if deployed.ssh("test -L /opt/tritonops/previous", check=False).returncode:
+        # Run alone: give rollback.yml a target (a second release, rolled back from), as the module's order leaves it.
+        second_repo = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
+        config = second_repo / contract.MODEL / "config.pbtxt"
+        config.write_text(config.read_text() + "# second release (GPU fact test)\n")
+        second = play(deployed, "--tags", "triton", "-e", f"triton_model_repository={second_repo}", log="6-gpu-fact-second")
+        assert second.rc == 0, second.output[-6000:]
+        back = ansible_playbook("-i", str(deployed.inventory), "rollback.yml", "-e", f"@{E2E_VARS}",
+                                log=LOGS / "testhost-6-gpu-fact-rollback.log")
+        assert back.rc == 0, back.output[-6000:]
+
+    def plans(name: str) -> tuple[PlayResult, PlayResult]:
+        deploy = play(deployed, "--tags", "triton", "--check", log=f"6-gpu-fact-{name}")
+        back = ansible_playbook("-i", str(deployed.inventory), "rollback.yml", "-e", f"@{E2E_VARS}", "--check",
+                                log=LOGS / f"testhost-6-gpu-fact-{name}-rollback.log")
+        for result in (deploy, back):
+            assert result.rc == 0, result.output[-6000:]
+        assert deploy.recap()[th.MACHINE]["failed"] == 0
+        return deploy, back
+
+    def said(result) -> str:  # the YAML callback wraps long messages: compare with whitespace folded
+        return " ".join(result.output.split())
+
+    try:
+        deployed.ssh(f"echo {shlex.quote(json.dumps({'gpu_present': True, 'gpu_count': 1}))} > {fact_file}")
+        deploy, back = plans("present")
+        gpu_files = "compose files compose.yaml, compose.gpu.yaml"
+        assert f"GPUs yes on {th.MACHINE}" in said(deploy) and gpu_files in said(deploy), deploy.output[-8000:]
+        assert f"start {gpu_image} with compose.yaml, compose.gpu.yaml" in said(deploy), deploy.output[-8000:]
+        assert gpu_files in said(back), back.output[-8000:]
+
+        deployed.ssh(f"rm {fact_file}")
+        deploy, back = plans("absent")
+        for result in (deploy, back):
+            assert "ansible_local.tritonops.gpu_present: no file): compose files compose.yaml" in said(result), result.output[-8000:]
+            assert gpu_files not in said(result), result.output[-8000:]
+        assert cpu_image in deploy.output and gpu_image not in deploy.output, deploy.output[-8000:]
+        assert deploy.recap()[th.MACHINE]["changed"] == 0, deploy.output[-8000:]  # the plan is what serves
+    finally:
+        deployed.ssh(f"printf %s {shlex.quote(written)} > {fact_file}")

@@ -57,7 +57,9 @@ def triton_replicas(host, request) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def has_gpu(host) -> bool:
-    return host.run("grep -lx 0x10de /sys/bus/pci/devices/*/vendor").rc == 0
+    """An NVIDIA (vendor 0x10de) display or 3D controller (class 0x03xxxx), not only its audio function."""
+    found = host.run("grep -lx 0x10de /sys/bus/pci/devices/*/vendor | sed 's/vendor$/class/' | xargs -r grep -l '^0x03'")
+    return found.stdout.strip() != ""
 
 
 def test_docker_is_running_and_enabled(host):
@@ -155,6 +157,12 @@ def test_firewall_is_on_for_ipv4_and_ipv6_before_docker(host):
     # Loaded at boot before any network is up and before Docker starts the containers.
     order = host.check_output("systemctl show --property=Before --property=WantedBy --value tritonops-firewall").split()
     assert {"docker.service", "network-pre.target", "sysinit.target"} <= set(order), order
+
+
+def test_gpu_presence_is_recorded_as_a_local_fact(host, has_gpu):
+    """nvidia_driver writes what it found where every play reads it (ansible_local.tritonops), GPU or not."""
+    fact = json.loads(host.file("/etc/ansible/facts.d/tritonops.fact").content_string)
+    assert fact["gpu_present"] is has_gpu and (fact["gpu_count"] > 0) is has_gpu, fact
 
 
 def test_nvidia_smi_on_the_host(host, has_gpu):
