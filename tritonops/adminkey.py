@@ -7,12 +7,10 @@ with `secrets` (mode 0600, folder 0700) the first time it is needed.
 """
 from __future__ import annotations
 
-import os
 import secrets
-import stat
 from pathlib import Path
 
-from . import settings
+from . import privatefile, settings
 
 
 GRPC_PREFIX = "triton-grpc-protocol-"
@@ -35,15 +33,10 @@ def default_file(value: str | None = None) -> Path:
 def ensure(path: Path | None = None) -> str:
     """The key in path (default ADMIN_KEY_FILE), generated there first if the file is missing."""
     path = Path(path) if path else default_file()
-    if not path.exists():
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # O_EXCL + 0600 from the start: the key is never readable by others, not even for a moment.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_urlsafe(32) + "\n")
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise AdminKeyError(f"{path}: mode {mode:04o} lets other users read the admin key; chmod 600 {path}")
+    try:
+        privatefile.ensure(path, lambda: secrets.token_urlsafe(32) + "\n", "the admin key")
+    except privatefile.PrivateFileError as exc:
+        raise AdminKeyError(str(exc)) from None
     key = path.read_text().strip()
     if not key or any(c.isspace() or c in ",:=" for c in key):
         raise AdminKeyError(f"{path}: expected one key without spaces, ',', ':' or '=' (ADMIN_KEY_FILE in versions.env)")

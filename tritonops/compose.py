@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import adminkey, gateway, images, settings
+from . import adminkey, gateway, images, privatefile, settings
 
 COMPOSE_DIR = settings.ROOT / "compose"
 BASE_FILE = COMPOSE_DIR / "compose.yaml"
@@ -128,14 +128,11 @@ def write_grafana_password(env_file: Path) -> dict[str, str]:
     path = grafana_password_file(env_file)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.parent.chmod(0o700)
-    if not path.exists():
-        # O_EXCL + 0600 from the start: never readable by others, not even for a moment.
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
-            f.write(secrets.token_urlsafe(24))  # no newline: Grafana takes the file's bytes as they are
+    try:  # no newline: Grafana takes the file's bytes as they are
+        privatefile.ensure(path, lambda: secrets.token_urlsafe(24), "Grafana's admin password")
+    except privatefile.PrivateFileError as exc:
+        raise ComposeError(str(exc)) from None
     info = path.stat()
-    if info.st_mode & 0o077:
-        raise ComposeError(f"{path}: mode {info.st_mode & 0o777:04o} lets other users read Grafana's admin "
-                           "password; chmod 600 it")
     if info.st_uid == 0:  # Grafana runs as the file's owner, never as root
         try:
             os.chown(path, GRAFANA_IMAGE_UID, -1)
