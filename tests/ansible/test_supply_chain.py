@@ -76,6 +76,8 @@ def keys(tmp_path_factory) -> dict[str, str]:
     yield {**fingerprints, "url": f"http://127.0.0.1:{server.server_address[1]}", "dir": served}
     server.shutdown()
     server.server_close()
+    # key generation started a gpg-agent for this homedir: end it with the keys
+    subprocess.run(["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=True, capture_output=True)
 
 
 def install_key(tmp_path: Path, keys: dict, served: str, pin: str, *extra: str) -> tuple[PlayResult, Path]:
