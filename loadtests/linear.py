@@ -51,6 +51,22 @@ def _default_user(environment, runner, **_kwargs):
         environment.user_classes[:] = [u for u in environment.user_classes if u.__name__ == DEFAULT_USER]
 
 
+def _grpc_client(address: str):
+    """A tritonclient gRPC client the caller closes itself, exactly once.
+
+    tritonclient's __del__ closes the channel again. Under gevent that second close can run inside the
+    garbage collector while this thread holds grpc's channel mutex, and the process deadlocks at exit
+    (seen: `locust` hung after its run, stuck in Channel.close from __del__). So __del__ does nothing.
+    """
+    import tritonclient.grpc as grpcclient
+
+    class Client(grpcclient.InferenceServerClient):
+        def __del__(self):
+            pass
+
+    return Client(address)
+
+
 class WrongAnswer(Exception):
     """A response that arrived but is not the model's answer."""
 
@@ -59,9 +75,7 @@ class WrongAnswer(Exception):
 def _max_batch_size(protocol: str, address: str) -> int:
     """max_batch_size from the served model's config (once per process and server)."""
     if protocol == "grpc":
-        import tritonclient.grpc as grpcclient
-
-        with grpcclient.InferenceServerClient(address) as client:
+        with _grpc_client(address) as client:
             config = client.get_model_config(contract.MODEL, contract.VERSION, as_json=True)["config"]
     else:
         import tritonclient.http as httpclient
@@ -121,15 +135,13 @@ class LinearGrpcUser(User):
     """ModelInfer over gRPC with tritonclient.grpc, reported to Locust like an HTTP request."""
 
     def on_start(self):
-        import tritonclient.grpc as grpcclient
-
         opts = self.environment.parsed_options
         http = urlsplit(self.host or "")
         self.address = opts.grpc_host or f"{http.hostname or '127.0.0.1'}:{settings.port('grpc')}"
         self.name = f"{contract.MODEL} [grpc]"
         self.rng = np.random.default_rng()
         self.sizes = _batch_sizes(self, "grpc", self.address)
-        self.client = grpcclient.InferenceServerClient(self.address)
+        self.client = _grpc_client(self.address)
 
     def on_stop(self):
         self.client.close()

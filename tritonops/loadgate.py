@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -27,6 +29,9 @@ LOCUSTFILE = settings.ROOT / "loadtests" / "linear.py"
 THRESHOLDS = settings.ROOT / "loadtests" / "thresholds.toml"
 REPORTS = settings.ROOT / "reports" / "loadtest"
 THRESHOLD_FIELDS = {"p95_ms": float, "min_rps": float, "max_failures": int}
+# Locust's start (imports, --expect-workers-max-wait) and stop (--stop-timeout) on top of its run time;
+# past that it is hung, and the gate says so instead of hanging with it.
+EXIT_MARGIN_S = 120
 
 
 class GateError(RuntimeError):
@@ -92,13 +97,15 @@ class LocustResult:
 
 def run_locust(url: str, users: int, duration: str, report_dir: Path, *, prefix: str = "locust",
                user_class: str = "", binary: bool = False, batch_size: int = 0, processes: int = 0,
-               grpc_url: str = "", extra: list[str] | None = None) -> LocustResult:
+               grpc_url: str = "", extra: list[str] | None = None, locustfile: Path = LOCUSTFILE,
+               exit_margin_s: float = EXIT_MARGIN_S) -> LocustResult:
     """Run the Locust file headless as its users would (a subprocess), then read its CSV stats."""
+
     report_dir.mkdir(parents=True, exist_ok=True)
     csv_prefix = report_dir / prefix
     html = report_dir / f"{prefix}.html"
     log = report_dir / f"{prefix}.log"
-    cmd = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users),
+    cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(users),
            "-t", duration, "-H", url, "--csv", str(csv_prefix), "--html", str(html), "--json-file", str(csv_prefix), "--only-summary",
            "--stop-timeout", "5", "--batch-size", str(batch_size)]
     if binary:
@@ -113,13 +120,38 @@ def run_locust(url: str, users: int, duration: str, report_dir: Path, *, prefix:
     with open(log, "w") as out:
         out.write("$ " + " ".join(cmd) + "\n")
         out.flush()
-        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                              cwd=settings.ROOT)
+        # its own session, so a hung run is ended with its --processes workers
+        done = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                cwd=settings.ROOT, start_new_session=True)
+        limit = run_seconds(duration) + exit_margin_s
+        try:
+            done.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            os.killpg(done.pid, signal.SIGKILL)
+            done.wait()
+            raise GateError(f"Locust did not exit within {limit:g} s ({duration} run + {exit_margin_s:g} s to start "
+                            f"and stop): hung, killed; its log ({log}):\n{_tail(log)}") from None
+        except BaseException:  # Ctrl-C: do not leave Locust running
+            os.killpg(done.pid, signal.SIGKILL)
+            raise
     summary = Path(f"{csv_prefix}.json")
     if not summary.exists():
-        tail = "\n".join(log.read_text().splitlines()[-20:])
-        raise GateError(f"Locust exited with {done.returncode} and wrote no {summary.name}; its log ({log}):\n{tail}")
+        raise GateError(f"Locust exited with {done.returncode} and wrote no {summary.name}; its log ({log}):\n{_tail(log)}")
     return _read_results(summary, Path(f"{csv_prefix}_failures.csv"), Path(f"{csv_prefix}_stats.csv"), html, log)
+
+
+def run_seconds(duration: str) -> int:
+    """Locust's --run-time (30, 30s, 2m, 1h30m) in seconds. Not locust.util.timespan: importing locust
+    here would monkey-patch this process for gevent (and deadlocks one that already runs threads)."""
+    match = re.fullmatch(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s?)?", duration.strip())
+    if not duration.strip() or not match:
+        raise GateError(f"run time {duration!r}: expected e.g. 30s, 2m, 1h30m")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def _tail(log: Path, lines: int = 20) -> str:
+    return "\n".join(log.read_text().splitlines()[-lines:])
 
 
 def percentile(histogram: dict[int, int], count: int, fraction: float) -> float:

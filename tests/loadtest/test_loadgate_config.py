@@ -104,3 +104,46 @@ def test_percentiles_follow_locusts_own_rule():
                          capture_output=True, text=True, check=True).stdout
     want = json.loads(out.strip().splitlines()[-1])
     assert [loadgate.percentile(histogram, 103, f) for f in fractions] == want
+
+
+HANGS_AT_EXIT = '''
+import atexit, os
+from locust import User, events, task
+
+@events.init_command_line_parser.add_listener
+def _arguments(parser):
+    parser.add_argument("--batch-size", type=int, default=0)
+
+class Idle(User):
+    @task
+    def nothing(self):
+        self.wait_time = lambda: 0.2
+
+atexit.register(os.system, "echo hanging; sleep 300")  # a child in Locust's session, blocking its exit
+'''
+
+
+def test_a_locust_that_does_not_exit_is_killed_and_named(tmp_path):
+    """A hung Locust (a deadlock at exit was seen once) fails the gate with its log, not the whole test run."""
+    import psutil
+
+    locustfile = tmp_path / "hangs.py"
+    locustfile.write_text(HANGS_AT_EXIT)
+    before = {p.pid for p in psutil.process_iter()}
+    with pytest.raises(loadgate.GateError, match=r"(?s)Locust did not exit within 9 s \(1s run \+ 8 s to start and stop\): "
+                                                 r"hung, killed; its log .*hanging"):
+        loadgate.run_locust("http://127.0.0.1:9", 1, "1s", tmp_path, locustfile=locustfile, exit_margin_s=8)
+    left = [p for p in psutil.process_iter(["pid", "cmdline"]) if p.pid not in before
+            and any("sleep 300" in a or str(locustfile) in a for a in p.info["cmdline"] or [])]
+    assert left == [], left  # Locust and the child it waited on are both gone
+
+
+@pytest.mark.parametrize("duration, seconds", [("30", 30), ("30s", 30), ("2m", 120), ("1h30m", 5400), ("1h2m3s", 3723)])
+def test_run_time_reads_locusts_formats(duration, seconds):
+    assert loadgate.run_seconds(duration) == seconds
+
+
+@pytest.mark.parametrize("duration", ["", "soon", "3x", "1m2h"])
+def test_bad_run_time_is_named(duration):
+    with pytest.raises(loadgate.GateError, match=f"run time {duration!r}: expected"):
+        loadgate.run_seconds(duration)
