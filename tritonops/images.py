@@ -282,9 +282,16 @@ def have_locked_wheels(flavour: Flavour, path: Path) -> bool:
     return all((name, str(Version(v))) in present for name, v in read_lock(path).items())
 
 
-def _context(dockerfile: Path, wheels: list[Path], lock: Path | None = None) -> bytes:
-    """A build context with only what the Dockerfile uses: itself, certs/, the wheels it installs and
-    their hashed lock (as requirements.txt)."""
+# Files the project image's Dockerfile COPYs besides its wheels: {name in the context: file here}.
+# The liveness supervisor and the model's check request, the one the gateway's probe sends too.
+PROJECT_FILES = {"triton-supervisor.py": IMAGES / "triton-supervisor.py",
+                 "check-request.json": settings.ROOT / "gateway" / "check-request.json"}
+
+
+def _context(dockerfile: Path, wheels: list[Path], lock: Path | None = None,
+             files: dict[str, Path] | None = None) -> bytes:
+    """A build context with only what the Dockerfile uses: itself, certs/, the wheels it installs,
+    their hashed lock (as requirements.txt) and `files` ({name in the context: path})."""
     buf = io.BytesIO()
     # GNU format: the CLI sniffs stdin's first 512 bytes, and a PAX header there reads as a Dockerfile.
     with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
@@ -295,11 +302,13 @@ def _context(dockerfile: Path, wheels: list[Path], lock: Path | None = None) -> 
         tar.add(WHEELS, arcname="wheels", recursive=False)
         for wheel in wheels:
             tar.add(wheel, arcname=f"wheels/{wheel.name}")
+        for name, path in (files or {}).items():
+            tar.add(path, arcname=name)
     return buf.getvalue()
 
 
 def docker_build(dockerfile: Path, wheels: list[Path], tag: str, args: dict[str, str],
-                 lock: Path | None = None) -> None:
+                 lock: Path | None = None, files: dict[str, Path] | None = None) -> None:
     stage_certs()
     WHEELS.mkdir(parents=True, exist_ok=True)
     # Host network for RUN steps: apt needs no bridge/NAT (and survives a docker0 removed under it).
@@ -308,16 +317,17 @@ def docker_build(dockerfile: Path, wheels: list[Path], tag: str, args: dict[str,
         cmd += ["--build-arg", f"{key}={value}"]
     # Classic builder: the context is a tar on stdin, so no unrelated flavour's wheels are sent.
     env = {k: v for k, v in os.environ.items() if k != "DOCKER_BUILDKIT"} | {"DOCKER_BUILDKIT": "0"}
-    _run([*cmd, "-"], input=_context(dockerfile, wheels, lock), env=env)
+    _run([*cmd, "-"], input=_context(dockerfile, wheels, lock, files), env=env)
 
 
 def build_args(flavour: Flavour) -> dict[str, str]:
     """The values images/Dockerfile declares as ARG: the flavour's Triton and tag (labels), the pins,
-    ports and mode from versions.env."""
+    ports, mode, exit timeout, model name and liveness knobs from versions.env."""
     return {"TRITON_VERSION": flavour.triton, "NGC_TAG": flavour.tag,
             **{k: settings.get(k) for k in ("TORCH_VERSION", "TRANSFORMERS_VERSION", "NUMPY_VERSION", "HTTP_PORT",
                                             "GRPC_PORT", "METRICS_PORT", "MODEL_CONTROL_MODE",
-                                            "TRITON_EXIT_TIMEOUT_SECS")}}
+                                            "TRITON_EXIT_TIMEOUT_SECS", "MODEL_NAME", "TRITON_LIVENESS_INTERVAL_SECS",
+                                            "TRITON_LIVENESS_TIMEOUT_SECS", "TRITON_LIVENESS_FAILURES")}}
 
 
 def build_cpu_base(force: bool = False) -> str:
@@ -353,7 +363,7 @@ def build_image(flavour: Flavour) -> str:
     done = _timed(f"project image {flavour.image}")
     wheels = sorted(w for w in flavour.wheels.glob("*.whl") if not w.name.startswith("nvidia_pytriton-"))
     docker_build(IMAGES / "Dockerfile", wheels, flavour.image, {"BASE_IMAGE": flavour.base, **build_args(flavour)},
-                 lock=flavour.lock)
+                 lock=flavour.lock, files=PROJECT_FILES)
     done()
     size = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", flavour.image],
                           capture_output=True, text=True, check=True).stdout.strip()

@@ -1,0 +1,179 @@
+"""The image's liveness supervisor (images/triton-supervisor.py), without an engine: its check against
+a stand-in HTTP server, and `run` with a stand-in child (tests/docker/test_healing.py drills the real
+image)."""
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from tritonops import settings
+from tritonops.images import PROJECT_FILES
+
+SCRIPT = PROJECT_FILES["triton-supervisor.py"]
+REQUEST = PROJECT_FILES["check-request.json"]
+spec = importlib.util.spec_from_file_location("triton_supervisor", SCRIPT)
+supervisor = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(supervisor)
+
+METADATA = {"name": "linear", "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]}
+GOOD = {"model_name": "linear", "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 1], "data": [5.99]}]}
+
+
+class FakeTriton(http.server.ThreadingHTTPServer):
+    """Answers /v2/models/linear(/infer) as `mode` says: ok, 500, hang, nan, shape."""
+    daemon_threads = True
+
+    def __init__(self):
+        self.mode = "ok"
+        super().__init__(("127.0.0.1", 0), Handler)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def reply(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self.reply(200, METADATA) if self.path == "/v2/models/linear" else self.reply(404, {"error": "no"})
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        mode = self.server.mode
+        if mode == "hang":
+            time.sleep(3)
+        if mode == "500":
+            return self.reply(500, {"error": "Stub process 'linear_0_0' is not healthy."})
+        answer = json.loads(json.dumps(GOOD))
+        if mode == "nan":
+            answer["outputs"][0]["data"] = [float("nan")]
+        if mode == "shape":
+            answer["outputs"][0]["shape"], answer["outputs"][0]["data"] = [1, 2], [1.0, 2.0]
+        self.reply(200, answer)
+
+
+@pytest.fixture
+def fake():
+    server = FakeTriton()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def environ(server, **knobs) -> dict[str, str]:
+    return {**os.environ, "TRITON_HTTP_PORT": str(server.server_address[1]), "TRITON_LIVENESS_MODEL": "linear",
+            "TRITON_LIVENESS_REQUEST": str(REQUEST), "TRITON_LIVENESS_INTERVAL_SECS": "0.2",
+            "TRITON_LIVENESS_TIMEOUT_SECS": "1", "TRITON_LIVENESS_FAILURES": "3", **knobs}
+
+
+@pytest.mark.parametrize("mode, why", [
+    ("ok", None), ("500", "HTTP 500 {\"error\": \"Stub process 'linear_0_0' is not healthy.\"}"),
+    ("hang", "no answer within 1 s"), ("nan", "not finite"), ("shape", "has shape [1, 2], the model says [-1, 1]"),
+])
+def test_check_accepts_only_a_correct_answer(fake, mode, why):
+    fake.mode = mode
+    cfg = supervisor.Settings(environ(fake))
+    started = time.monotonic()
+    got = supervisor.check(cfg)
+    assert time.monotonic() - started < 2  # the timeout bounds the whole check
+    assert (got is None) if why is None else (why in got), got
+
+
+def test_check_reports_a_refused_connection():
+    cfg = supervisor.Settings({"TRITON_HTTP_PORT": "1", "TRITON_LIVENESS_MODEL": "linear",
+                               "TRITON_LIVENESS_REQUEST": str(REQUEST)})
+    assert "refused" in supervisor.check(cfg).lower()
+
+
+def test_the_check_request_is_the_gateways_and_the_model_answers_it_in_shape():
+    """One body for the gateway's probe and the container's: gateway/check-request.json."""
+    body = json.loads(REQUEST.read_text())
+    assert supervisor.check_answer(body, METADATA, GOOD) is None
+    assert body["inputs"][0]["shape"][0] == 1 and settings.get("MODEL_NAME") == "linear"
+
+
+def supervise(server, *child: str, **knobs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(SCRIPT), "run", *child], env=environ(server, **knobs),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_run_exits_after_failures_in_a_row_and_stops_the_child(fake):
+    child_code = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(60)"
+    proc = supervise(fake, sys.executable, "-c", child_code)
+    time.sleep(1)  # answered: checking from now on
+    fake.mode = "500"
+    started = time.monotonic()
+    out, _ = proc.communicate(timeout=20)
+    took = time.monotonic() - started
+    assert proc.returncode == supervisor.EXIT_NOT_ANSWERING, out
+    assert "first correct answer" in out and "liveness check 1/3 failed: HTTP 500" in out, out
+    assert "NOT ANSWERING: 3 liveness checks in a row failed" in out and "is not healthy" in out, out
+    assert "tritonserver stopped (exit code 0)" in out, out  # SIGTERM, and the child exited on it
+    assert took < 3 * (0.2 + 1) + 1, took
+
+
+def test_failures_before_the_first_answer_do_not_count(fake):
+    fake.mode = "500"  # a model still loading
+    proc = supervise(fake, "sleep", "2")
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "NOT ANSWERING" not in out, out
+    assert "exited by itself (exit code 0" in out, out
+
+
+def test_run_passes_a_crash_on_with_its_code(fake):
+    proc = supervise(fake, "sh", "-c", "kill -ABRT $$")
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signal.SIGABRT, out
+    assert "exited by itself (killed by SIGABRT" in out and "restart policy" in out, out
+
+
+def test_sigterm_is_forwarded_and_the_childs_exit_code_kept(fake):
+    child_code = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); "
+                  "print('up', flush=True); time.sleep(60)")
+    proc = supervise(fake, sys.executable, "-c", child_code)
+    assert proc.stdout.readline().startswith(supervisor.PREFIX)  # started ...
+    assert proc.stdout.readline().strip() == "up"
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 7, out
+    assert "stopped on SIGTERM (exit code 7)" in out, out
+
+
+def test_failures_zero_turns_restarts_off(fake):
+    proc = supervise(fake, "sleep", "3", TRITON_LIVENESS_FAILURES="0")
+    time.sleep(1)
+    fake.mode = "500"
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "NOT ANSWERING" not in out and "restarts off" in out, out
+
+
+def test_the_command_line_is_never_logged(fake):
+    """It carries the admin key (--http-restricted-api=...:admin-key=<key>)."""
+    proc = supervise(fake, "sh", "-c", "exit 0", "--http-restricted-api=secret-key-123")
+    out, _ = proc.communicate(timeout=20)
+    assert "secret-key-123" not in out, out
+
+
+def test_check_cli_exit_status(fake):
+    for mode, code in (("ok", 0), ("500", 1)):
+        fake.mode = mode
+        done = subprocess.run([sys.executable, str(SCRIPT), "check"], env=environ(fake), capture_output=True,
+                              text=True, timeout=20)
+        assert done.returncode == code, done.stdout + done.stderr
