@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
+
+import pytest
 
 from tritonops import compose
 from tritonops.server import free_port
@@ -24,3 +27,14 @@ def start_stack(tmp_path, monitoring: bool = False, services=("triton", "gateway
         stack.run("down", "--volumes", "--remove-orphans", "--timeout", "20", check=False)
         raise
     return stack
+
+
+def wait_for(what: str, check, timeout: float = 60, every: float = 2):
+    """Poll check() until it returns a truthy value; fail with what and the last value."""
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    pytest.fail(f"{what} not seen after {timeout:.0f}s (last: {last!r})")

@@ -22,6 +22,8 @@ from tritonops import compose, contract, settings, smoke
 from tritonops.compose import BASE_FILE, COMPOSE_DIR
 from tritonops.server import check_port_free
 
+from stacks import wait_for
+
 pytestmark = pytest.mark.docker
 
 DASHBOARD = COMPOSE_DIR / "grafana" / "dashboards" / "triton.json"
@@ -45,17 +47,6 @@ def prometheus(stack, path: str, **params) -> dict:
     body = json.loads(get(f"http://{env['BIND_ADDRESS']}:{env['HOST_PROMETHEUS_PORT']}/api/v1/{path}{query}"))
     assert body["status"] == "success", body
     return body["data"]
-
-
-def wait_for(what: str, check, timeout: float = 60, every: float = 2):
-    """Poll check() until it returns a truthy value; fail with what and the last value."""
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"{what} not seen after {timeout:.0f}s (last: {last!r})")
 
 
 def triton_container(stack, docker_client):

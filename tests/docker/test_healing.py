@@ -32,7 +32,7 @@ import yaml
 from tritonops import compose, contract, settings
 from tritonops.images import IMAGES
 
-from stacks import start_stack
+from stacks import start_stack, wait_for
 
 HEALTHCHECK = yaml.safe_load(compose.BASE_FILE.read_text())["services"]["triton"]["healthcheck"]
 
@@ -276,16 +276,6 @@ def stub_processes(container) -> list[psutil.Process]:
     return [p for p in root.children(recursive=True) if p.name().startswith("triton_python_backend_stub")]
 
 
-def wait(what: str, check, timeout: float, every: float = 0.5):
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(every)
-    pytest.fail(f"{what} not seen after {timeout:.0f} s (last: {last!r})")
-
-
 def run_drill(stack, triton, name: str, fault, settle_s: float = 3.0) -> Figures:
     """Baseline under load, fault, then wait for correct answers through the gateway for settle_s in a row
     and the container running and healthy; returns the figures, printed."""
@@ -295,7 +285,7 @@ def run_drill(stack, triton, name: str, fault, settle_s: float = 3.0) -> Figures
     assert triton.attrs["State"]["Health"]["Status"] == "healthy", triton.attrs["State"]
     with Load(env["BIND_ADDRESS"], int(env["HOST_HTTP_PORT"])) as load, Sampler(triton, int(env["HTTP_PORT"])) as sampler:
         begin = time.monotonic()
-        wait("a correct answer under load before the fault", lambda: any(a.ok for a in load.answers), 30)
+        wait_for("a correct answer under load before the fault", lambda: any(a.ok for a in load.answers), 30, every=0.5)
         time.sleep(1)
         baseline = [a for a in load.answers if not a.ok]
         assert not baseline, f"{name}: requests failed before the fault: {baseline[:3]}"
@@ -315,8 +305,8 @@ def run_drill(stack, triton, name: str, fault, settle_s: float = 3.0) -> Figures
             return (healthy and settled and all(a.ok for a in settled)
                     and settled[-1].end - settled[0].end >= settle_s)
 
-        wait(f"{name}: correct answers for {settle_s:g} s in a row and a healthy container", recovered,
-             timeout=MODEL_FAULT_RECOVERY_S + 60)
+        wait_for(f"{name}: correct answers for {settle_s:g} s in a row and a healthy container", recovered,
+                 timeout=MODEL_FAULT_RECOVERY_S + 60, every=0.5)
     answers = load.since(fault_at)
     failures = [a for a in answers if not a.ok]
     figures = Figures(name, failed=len(failures), total=len(answers))
