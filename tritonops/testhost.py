@@ -276,6 +276,15 @@ class TestHost:
         tail = self.console_log.read_text(errors="replace")[-2000:] if self.console_log.exists() else ""
         raise TestHostError(f"{MACHINE} did not answer SSH within {self.boot_timeout:.0f} s; console:\n{tail}")
 
+    def init_pid(self) -> int:
+        """Host PID of the guest's init (systemd-nspawn's child): nsenter's target for its namespaces."""
+        import psutil
+
+        children = psutil.Process(self._nspawn.pid).children()
+        if not children:
+            raise TestHostError(f"{MACHINE} is not running")
+        return children[0].pid
+
     def reboot(self) -> None:
         """Reboot the guest and wait until it is back (the supervisor boots it again)."""
         boots = self.boots

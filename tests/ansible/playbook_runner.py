@@ -41,3 +41,36 @@ def ansible_playbook(*args: str, log: Path | None = None, timeout: float = 1800)
         proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), *args], cwd=ANSIBLE_DIR, env=env, text=True,
                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout)
     return PlayResult(proc.returncode, log.read_text())
+
+
+def ansible_playbook_killed_at(banner: str, *args: str, log: Path, timeout: float = 900) -> PlayResult:
+    """Run ansible-playbook as above and SIGKILL it, with every process of its session, as soon as a
+    line of its output starts with `banner` (a task's "TASK [...]" line: the tasks before it are done):
+    a controller that dies there. Fails when the play ends without printing the banner."""
+    import signal
+    import time
+
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ANSIBLE_DIR / "ansible.cfg"), "ANSIBLE_FORCE_COLOR": "0",
+           "ANSIBLE_NOCOLOR": "1", "PATH": f"{VENV_BIN}:{os.environ['PATH']}", "PYTHONUNBUFFERED": "1"}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(VENV_BIN / "ansible-playbook"), *args], cwd=ANSIBLE_DIR, env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                if line.startswith(banner):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    out.write(f"\n*** SIGKILLed the controller at: {line.strip()}\n")
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"no {banner!r} within {timeout} s")
+            else:
+                raise AssertionError(f"the play ended (rc {proc.wait()}) without reaching {banner!r}; see {log}")
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return PlayResult(proc.returncode, log.read_text())

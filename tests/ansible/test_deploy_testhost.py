@@ -4,13 +4,18 @@ The CPU image and the gateway's travel as `docker save` tarballs (the air-gapped
 roles take their skip path (no NVIDIA device in the guest); Docker, the gateway and Triton are
 installed and run for real. Then: a second run changes nothing, testinfra checks the host, the seed
 request is answered through the guest's address (the gateway's published ports), a broken model
-repository fails with its reason while the previous release keeps answering, and after a reboot the
-stack comes back by itself. Firewall drills: from a second, unlisted address on the test network the
-published ports time out over IPv4 and IPv6, also at every 0.2 s poll through that reboot. Needs
-root, systemd-nspawn, Docker on the controller (to save the images) and about 5-10 minutes.
+repository fails with its reason while the previous release keeps answering, a deploy onto a full
+/opt/tritonops stops with the figures, and the crash drills: a deploy SIGKILLed at four points, each
+followed by the next deploy (under a steady client: the single-host swap's lost requests) and a
+rollback to the old release and its old image; the host checks pass after that rollback and pruning
+leaves exactly the images kept releases run. After a reboot the stack comes back by itself.
+Firewall drills: from a second, unlisted address on the test network the published ports time out
+over IPv4 and IPv6, also at every 0.2 s poll through that reboot. Needs root, systemd-nspawn, Docker
+on the controller (to save the images) and about 15-20 minutes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -21,13 +26,15 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tritonops import contract, settings, smoke
 from tritonops import testhost as th
 
 from ci_policy import skip_or_fail
-from playbook_runner import LOGS, PlayResult, ansible_playbook
+from playbook_runner import LOGS, PlayResult, ansible_playbook, ansible_playbook_killed_at
 import portprobe
+from steadyload import SteadyLoad
 
 pytestmark = pytest.mark.testhost
 HERE = Path(__file__).parent
@@ -94,13 +101,43 @@ def guest(tmp_path_factory):
     print(f"\ntest host lifetime (boot to teardown): {time.monotonic() - started:.0f} s")
 
 
-def play(host: th.TestHost, *extra: str, log: str):
+def site_args(host: th.TestHost, *extra: str) -> list[str]:
     per_run = {**{knob: str(path) for knob, path in host.image_tarballs.items()}, "triton_model_repository": str(host.model_repository),
                # The controller's own addresses only: the unlisted ones (th.UNLISTED_ADDR*) must time out.
                "triton_client_cidrs": [f"{th.HOST_ADDR}/32", f"{th.HOST_ADDR6}/128"],
                "triton_monitoring_cidrs": [f"{th.HOST_ADDR}/32", f"{th.HOST_ADDR6}/128"]}
-    return ansible_playbook("-i", str(host.inventory), "site.yml", "-e", f"@{E2E_VARS}", "-e", json.dumps(per_run), *extra,
+    return ["-i", str(host.inventory), "site.yml", "-e", f"@{E2E_VARS}", "-e", json.dumps(per_run), *extra]
+
+
+def play(host: th.TestHost, *extra: str, log: str):
+    return ansible_playbook(*site_args(host, *extra), log=LOGS / f"testhost-{log}.log")
+
+
+def rollback(host: th.TestHost, *extra: str, log: str):
+    return ansible_playbook("-i", str(host.inventory), "rollback.yml", "-e", f"@{E2E_VARS}", *extra,
                             log=LOGS / f"testhost-{log}.log")
+
+
+def run_hostchecks(host: th.TestHost) -> None:
+    """tests/ansible/hostchecks over SSH, as a user would run it against a deployed host."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "hostchecks"),
+                           f"--hosts=ssh://{th.MACHINE}", f"--ssh-config={host.ssh_config}",
+                           f"--model-repository={host.model_repository}"],
+                          cwd=settings.ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert " failed" not in proc.stdout
+
+
+def release_of(host: th.TestHost, link: str = "current") -> str:
+    return host.ssh(f"readlink /opt/tritonops/{link}").stdout.strip()
+
+
+def running(host: th.TestHost) -> tuple[str, str]:
+    """(release folder, image ID) of the running Triton container: what serves, whatever the links say."""
+    fmt = '{{range .Mounts}}{{if eq .Destination "/models"}}{{.Source}}{{end}}{{end}} {{.Image}}'
+    out = host.ssh(f"docker inspect --format {shlex.quote(fmt)} "
+                   "$(docker ps -q --filter label=com.docker.compose.service=triton)").stdout.split()
+    return str(Path(out[0]).parent), out[1]
 
 
 def wait_for_seed_answer(timeout: float) -> None:
@@ -139,12 +176,7 @@ def test_check_mode_reports_no_changes(deployed):
 
 
 def test_testinfra_suite_passes_over_ssh(deployed):
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(HERE / "hostchecks"),
-                           f"--hosts=ssh://{th.MACHINE}", f"--ssh-config={deployed.ssh_config}",
-                           f"--model-repository={deployed.model_repository}"],
-                          cwd=settings.ROOT, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert " failed" not in proc.stdout
+    run_hostchecks(deployed)
 
 
 def test_seed_request_answered_through_the_guest_address(deployed):
@@ -170,19 +202,163 @@ def test_broken_repository_rolls_back(deployed, tmp_path):
     smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")  # the previous release answers
 
 
-def test_rollback_playbook_returns_to_the_previous_release(deployed, tmp_path):
-    first = deployed.ssh("readlink /opt/tritonops/current").stdout.strip()
-    second_repo = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
-    config = second_repo / contract.MODEL / "config.pbtxt"
-    config.write_text(config.read_text() + "# second release (rollback test)\n")
-    result = play(deployed, "--tags", "triton", "-e", f"triton_model_repository={second_repo}", log="4-second-release")
-    assert result.rc == 0, result.output[-6000:]
-    second = deployed.ssh("readlink /opt/tritonops/current").stdout.strip()
-    assert second != first
-    back = ansible_playbook("-i", str(deployed.inventory), "rollback.yml", "-e", f"@{E2E_VARS}", log=LOGS / "testhost-5-rollback.log")
-    assert back.rc == 0, back.output[-6000:]
-    assert deployed.ssh("readlink /opt/tritonops/current").stdout.strip() == first
-    assert deployed.ssh("readlink /opt/tritonops/previous").stdout.strip() == second
+def folded(result: PlayResult) -> str:
+    """The play's output with whitespace folded: the YAML callback wraps long messages."""
+    return " ".join(result.output.split())
+
+
+@contextlib.contextmanager
+def full_filesystem(host: th.TestHost, workdir: Path, target: str = "/opt/tritonops", size_mib: int = 64):
+    """Mount a small ext4 filesystem over `target` in the guest (a loop device on the controller, mounted
+    in the guest's mount namespace with nsenter): a copy of what is there, the image tarballs left out,
+    and a filler file that leaves it full. Running containers keep the files they mounted before."""
+    image, staging = workdir / "full.img", workdir / "staging"
+    subprocess.run(["truncate", "-s", f"{size_mib}M", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+    loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True).stdout.strip()
+    node = "/dev/tritonops-full"
+    try:
+        staging.mkdir()
+        subprocess.run(["mount", loop, str(staging)], check=True)
+        try:
+            source = host.root / target.lstrip("/")
+            subprocess.run(["rsync", "-a", "--exclude=/images/*", f"{source}/", f"{staging}/"], check=True)
+            subprocess.run(["dd", "if=/dev/zero", f"of={staging}/filler", "bs=1M", "status=none"], check=False)
+        finally:
+            subprocess.run(["umount", str(staging)], check=True)
+        device = os.stat(loop).st_rdev
+        subprocess.run(["nsenter", "-t", str(host.init_pid()), "-m", "sh", "-c",
+                        f"mknod {node} b {os.major(device)} {os.minor(device)} && mount {node} {target}"], check=True)
+        try:
+            yield
+        finally:
+            subprocess.run(["nsenter", "-t", str(host.init_pid()), "-m", "sh", "-c", f"umount {target}; rm -f {node}"],
+                           check=True)
+    finally:
+        subprocess.run(["losetup", "-d", loop], check=True)
+
+
+def test_full_disk_stops_the_deploy_and_the_old_release_keeps_serving(deployed, tmp_path):
+    """Disk-full drill: /opt/tritonops on a small, full filesystem. A deploy of a new release stops
+    before writing, naming the filesystem and the figures: first for the image tarballs (the load
+    path), then, with the images already on the host, for the release itself. Nothing is switched and
+    the old release answers throughout; with the room back, the same deploy goes through."""
+    before = release_of(deployed)
+    repo = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
+    config = repo / contract.MODEL / "config.pbtxt"
+    config.write_text(config.read_text() + "# release deployed onto a full disk\n")
+    args = ("--tags", "triton", "-e", f"triton_model_repository={repo}")
+    with full_filesystem(deployed, tmp_path):
+        free = int(deployed.ssh("df --output=avail -B1 /opt/tritonops | tail -1").stdout)
+        assert free < 1 << 20, f"{free} bytes free: the filler did not fill the filesystem"  # ext4 keeps a few blocks back
+        loaded = play(deployed, *args, log="8-full-disk-load")
+        pulled = play(deployed, *args, "-e", "triton_image_source=pull", log="8-full-disk-release")  # images are there
+        assert release_of(deployed) == before == running(deployed)[0]
+        smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+    for result, what in ((loaded, "the image tarballs to copy would need"), (pulled, "(model repository plus triton_release_margin_bytes "
+                                                                                  "for its other files) would need")):
+        assert result.rc != 0, result.output[-6000:]
+        said = folded(result)
+        assert f"Not enough space on {th.MACHINE}: /opt/tritonops (filesystem /opt/tritonops, /dev/tritonops-full) has " in said
+        assert what in said, result.output[-6000:]
+        assert "Nothing was changed: the running release keeps serving." in folded(result)
+    assert release_of(deployed) == before == running(deployed)[0]
+    smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+
+
+# The controller is SIGKILLed as it prints one of these task banners: the tasks before it are done.
+CRASH_POINTS = {
+    "images-on-host": "TASK [triton : Read the images' content IDs on the host]",
+    "release-files-written": "TASK [triton : Date the release by its switch",
+    "container-recreated": 'TASK [triton : Name "previous" (the rollback target)',
+    "links-switched-not-checked": "TASK [triton : Wait for each Triton container to turn healthy",
+}
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_killed_deploy_serves_converges_and_rolls_back(deployed, tmp_path, point):
+    """Crash drill: `make deploy` of a new release is SIGKILLed on the controller at `point`. The new
+    release changes no answers: its model repository differs by a comment and its image is the old
+    one rebuilt under the same tag (a label), on the host. Then: the host answers the seed request
+    within 30 s (old or new release); the next deploy converges (current is the new release and is
+    what runs, by the new image's ID), with the requests a single-host swap loses measured under a
+    steady client; `make rollback` returns to the release that served before, with its old image,
+    although the tag now names the rebuilt one."""
+    from tritonops import images
+
+    ref = images.FLAVOURS["cpu"].image
+    before, old_id = running(deployed)
+    assert release_of(deployed) == before
+    repo = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
+    config = repo / contract.MODEL / "config.pbtxt"
+    config.write_text(config.read_text() + f"# release interrupted at {point}\n")
+    args = ("--tags", "triton", "-e", f"triton_model_repository={repo}")
+    try:
+        deployed.ssh(f"printf 'FROM {ref}\\nLABEL io.tritonops.test={point}\\n' | docker build -q -t {ref} -", timeout=300)
+        new_id = deployed.ssh(f"docker image inspect --format '{{{{.Id}}}}' {ref}").stdout.strip()
+        assert new_id != old_id
+        ansible_playbook_killed_at(CRASH_POINTS[point], *site_args(deployed, *args), log=LOGS / f"testhost-7-{point}-killed.log")
+        killed = time.monotonic()
+        wait_for_seed_answer(timeout=30)
+        answered = time.monotonic() - killed
+        serving_after_kill = running(deployed)[0]
+
+        with SteadyLoad(f"{th.GUEST_ADDR}:{HTTP}") as load:
+            again = play(deployed, *args, log=f"7-{point}-converge")
+            time.sleep(2)  # answers after the play: the new release serves
+        assert again.rc == 0, again.output[-6000:]
+        new = release_of(deployed)
+        assert new != before and running(deployed) == (new, new_id), (new, running(deployed))
+        assert serving_after_kill in (before, new), f"after the kill {serving_after_kill} served, neither old nor new"
+        assert release_of(deployed, "previous") == before, "the rollback target is not the release that served before"
+        assert load.figures.sent - load.figures.failed > 10 and load.figures.failed_after_last_success == 0, load.figures
+        assert load.figures.longest_outage_s < 120, load.figures  # the swap: old container stopped, new one loading
+
+        back = rollback(deployed, log=f"7-{point}-rollback")
+        assert back.rc == 0, back.output[-6000:]
+        assert release_of(deployed) == before and running(deployed) == (before, old_id)
+        assert release_of(deployed, "previous") == new
+        smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+    finally:
+        deployed.ssh(f"docker tag {old_id} {ref}")  # the tag names what the tarball holds again
+    print(f"\ncrash drill {point}: seed answered {answered:.1f} s after the kill, by the {'old' if serving_after_kill == before else 'new'} "
+          f"release; converged to {Path(new).name} (single-host swap under load: {load.figures}); rolled back to {Path(before).name}")
+
+
+def test_host_checks_pass_after_a_rollback(deployed):
+    """The state the drills leave: rolled back. tests/ansible/hostchecks holds there too."""
+    assert release_of(deployed, "previous"), "no rollback happened before this test"
+    run_hostchecks(deployed)
+
+
+def test_prune_keeps_exactly_the_images_kept_releases_run(deployed):
+    """Every deploy prunes: the content-ID tags left are exactly those the kept releases' overrides name
+    (the drills made one rebuilt image per release; the pruned releases' images went with them)."""
+    releases = deployed.ssh("ls -1d /opt/tritonops/releases/*/").stdout.split()
+    named = set()
+    for release in releases:
+        override = yaml.safe_load(deployed.ssh(f"cat {release}compose.override.yaml").stdout)
+        named |= {service["image"] for service in override["services"].values() if "image" in service}
+    tags = set(deployed.ssh("docker images --format '{{.Repository}}:{{.Tag}}'").stdout.split())
+    assert {t for t in tags if ":sha256-" in t} == named, (tags, named)
+    assert len(releases) <= 3 + 2  # triton_releases_keep, plus current and previous when older
+
+
+def test_failed_rollback_leaves_the_host_as_it_was(deployed):
+    """`make rollback` to a release that no longer starts (its model now raises in initialize(), edited
+    on the host) fails, says so, and leaves the host as it was: the same release serves, the links unchanged."""
+    current, previous = release_of(deployed), release_of(deployed, "previous")
+    model_py = f"{previous}/model_repository/{contract.MODEL}/{contract.VERSION}/model.py"
+    deployed.ssh(f"sed -i 's/    def initialize(self, args):/    def initialize(self, args):\\n"
+                 f"        raise RuntimeError(\"deliberately broken for the failed-rollback test\")/' {model_py}")
+    assert "deliberately broken" in deployed.ssh(f"cat {model_py}").stdout
+    back = rollback(deployed, "-e", "triton_ready_timeout=120", log="9-failed-rollback")
+    assert back.rc != 0, "rolling back to a broken release succeeded"
+    said = folded(back)
+    assert f"Rollback to release {Path(previous).name} failed" in said, back.output[-6000:]
+    assert f"Release {Path(current).name} is serving again; current and previous are as they were." in said
+    assert (release_of(deployed), release_of(deployed, "previous")) == (current, previous)
+    assert running(deployed)[0] == current
     smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
 
 
@@ -292,22 +468,19 @@ def test_gpu_presence_is_a_local_fact_every_play_reads(deployed, tmp_path):
         assert deploy.recap()[th.MACHINE]["failed"] == 0
         return deploy, back
 
-    def said(result) -> str:  # the YAML callback wraps long messages: compare with whitespace folded
-        return " ".join(result.output.split())
-
     try:
         deployed.ssh(f"echo {shlex.quote(json.dumps({'gpu_present': True, 'gpu_count': 1}))} > {fact_file}")
         deploy, back = plans("present")
         gpu_files = "compose files compose.yaml, compose.gpu.yaml"
-        assert f"GPUs yes on {th.MACHINE}" in said(deploy) and gpu_files in said(deploy), deploy.output[-8000:]
-        assert f"start {gpu_image} with compose.yaml, compose.gpu.yaml" in said(deploy), deploy.output[-8000:]
-        assert gpu_files in said(back), back.output[-8000:]
+        assert f"GPUs yes on {th.MACHINE}" in folded(deploy) and gpu_files in folded(deploy), deploy.output[-8000:]
+        assert f"start {gpu_image} with compose.yaml, compose.gpu.yaml" in folded(deploy), deploy.output[-8000:]
+        assert gpu_files in folded(back), back.output[-8000:]
 
         deployed.ssh(f"rm {fact_file}")
         deploy, back = plans("absent")
         for result in (deploy, back):
-            assert "ansible_local.tritonops.gpu_present: no file): compose files compose.yaml" in said(result), result.output[-8000:]
-            assert gpu_files not in said(result), result.output[-8000:]
+            assert "ansible_local.tritonops.gpu_present: no file): compose files compose.yaml" in folded(result), result.output[-8000:]
+            assert gpu_files not in folded(result), result.output[-8000:]
         assert cpu_image in deploy.output and gpu_image not in deploy.output, deploy.output[-8000:]
         assert deploy.recap()[th.MACHINE]["changed"] == 0, deploy.output[-8000:]  # the plan is what serves
     finally:

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tritonops import settings
 
@@ -118,11 +119,31 @@ def test_port_is_listening(host, port):
     assert host.socket(f"tcp://0.0.0.0:{port}").is_listening or host.socket(f"tcp://:::{port}").is_listening
 
 
-def test_current_points_at_the_newest_release(host, root):
+def test_current_names_the_release_the_container_runs(host, root, triton_replicas, gateway):
+    """current: a release whose files every container mounts and whose images (by content ID) they run."""
     current = host.file(f"{root}/current")
     assert current.is_symlink
-    newest = host.check_output(f"ls -1td {root}/releases/*/ | head -n 1").rstrip("/")
-    assert current.linked_to == newest
+    release = current.linked_to
+    assert release.startswith(f"{root}/releases/") and host.file(release).is_directory, release
+    override = yaml.safe_load(host.file(f"{release}/compose.override.yaml").content_string)
+    for name, containers in (("triton", triton_replicas), ("gateway", [gateway])):
+        pinned = override["services"][name]["image"]
+        assert ":sha256-" in pinned, f"release {release} runs {name} by name ({pinned}), not by content ID"
+        image_id = json.loads(host.check_output(f"docker image inspect {pinned}"))[0]["Id"]
+        assert pinned.endswith(image_id.replace(":", "-")), f"{pinned} is image {image_id}"
+        for c in containers:
+            assert c["Image"] == image_id, f"{c['Name']} runs {c['Image']}, current release {release} names {image_id}"
+    for replica in triton_replicas:
+        mounts = {m["Destination"]: m["Source"] for m in replica["Mounts"]}
+        assert mounts["/models"] == f"{release}/model_repository", f"{replica['Name']} mounts {mounts['/models']}"
+
+
+def test_previous_is_another_kept_release(host, root):
+    previous = host.file(f"{root}/previous")
+    if not previous.exists:
+        pytest.skip("no previous release (first deploy)")
+    assert previous.is_symlink and host.file(previous.linked_to).is_directory, previous.linked_to
+    assert previous.linked_to != host.file(f"{root}/current").linked_to
 
 
 def test_release_files_match_the_repo(host, root, container, request):
