@@ -75,8 +75,17 @@ def image_tarballs() -> dict[str, Path]:
         stamp = tarballs[knob].with_suffix(".id")
         if not (all(f.exists() for f in saved[knob]) and stamp.exists() and stamp.read_text() == image_id):
             save(tarballs[knob])
-            stamp.write_text(image_id)
+            stamp.write_text(saved_image_id(tarballs[knob]))  # what was saved, should the tag have moved meanwhile
     return tarballs
+
+
+def saved_image_id(tarball: Path) -> str:
+    """The image a `docker save` tarball holds: its manifest's config digest."""
+    import tarfile
+
+    with tarfile.open(tarball) as tar:
+        manifest = json.load(tar.extractfile("manifest.json"))
+    return "sha256:" + manifest[0]["Config"].removesuffix(".json").rsplit("/", 1)[-1]
 
 
 def copy_repository_from(source: Path, dest: Path) -> Path:
