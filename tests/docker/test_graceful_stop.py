@@ -3,11 +3,13 @@
 On SIGTERM Triton refuses new requests and waits up to --exit-timeout-secs (versions.env
 TRITON_EXIT_TIMEOUT_SECS, passed by the image's CMD) for in-flight ones; compose's stop_grace_period
 (TRITON_STOP_GRACE_PERIOD, which both env file writers derive from it) must be longer, or the engine
-SIGKILLs Triton mid-drain (Docker's default is 10 s). The first tests read the files; the drill stops
-a stack's Triton while a request slower than Docker's default is in flight.
+SIGKILLs Triton mid-drain (Docker's default is 10 s). The first tests read the files; the drills stop
+a stack's Triton while a request slower than Docker's default is in flight, and after keep-alive
+traffic through the gateway (which must leave no idle connection for Triton to wait on).
 """
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import shutil
@@ -19,7 +21,7 @@ import urllib.request
 import pytest
 import yaml
 
-from tritonops import compose, settings
+from tritonops import compose, gateway, settings
 from tritonops.images import IMAGES
 
 from stacks import start_stack
@@ -111,5 +113,38 @@ def test_stop_waits_for_a_slow_request_and_triton_exits_cleanly(built_images, do
         assert answer.get("status") == 200 and answer["body"]["outputs"][0]["data"] == [SLOW_S], answer
         assert triton.attrs["State"]["ExitCode"] == 0, (triton.attrs["State"], triton.logs(tail=30).decode())
         assert SLOW_S - 3 < stopped_after < grace, stopped_after
+    finally:
+        stack.down()
+
+
+@pytest.mark.docker
+def test_stop_is_prompt_after_keep_alive_traffic_through_the_gateway(built_images, docker_client, tmp_path):
+    """A keep-alive client's requests through the gateway, then `docker stop`: Triton exits 0 within
+    seconds. On SIGTERM Triton 2.51 waits for every open HTTP connection to close; HAProxy's default
+    reuse pooled the gateway's connection after the client left and never closed it, so every stop
+    (each release swap) took the whole exit timeout and exited 1 (haproxy.cfg.j2: http-reuse never)."""
+    stack = start_stack(tmp_path)
+    try:
+        triton = docker_client.containers.get(stack.container_ids("triton")[0])
+        client = http.client.HTTPConnection(stack.env["BIND_ADDRESS"], int(stack.env["HOST_HTTP_PORT"]), timeout=10)
+        for _ in range(3):  # one connection, kept alive: the gateway keeps one to Triton for it
+            client.request("POST", f"/v2/models/{settings.get('MODEL_NAME')}/infer", gateway.check_body(),
+                           {"Content-Type": "application/json"})
+            reply = client.getresponse()
+            assert reply.status == 200, reply.read()[:300]
+            reply.read()
+        client.close()
+        time.sleep(2)  # past any check in flight
+        since = int(time.time())
+        started = time.monotonic()
+        triton.stop()
+        stopped_after = time.monotonic() - started
+        triton.reload()
+        waited = [line for line in triton.logs(since=since).decode().splitlines() if "service connections" in line]
+        print(f"\ndocker stop after keep-alive traffic through the gateway: {stopped_after:.1f} s, exit code "
+              f"{triton.attrs['State']['ExitCode']}", file=sys.stderr)
+        assert not waited, f"Triton waited for open HTTP connections: {waited[:3]}"
+        assert triton.attrs["State"]["ExitCode"] == 0, (triton.attrs["State"], triton.logs(tail=30).decode())
+        assert stopped_after < EXIT_TIMEOUT / 2, stopped_after
     finally:
         stack.down()
