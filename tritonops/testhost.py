@@ -1,37 +1,54 @@
-"""A throwaway Debian host for the Ansible end-to-end test: systemd-nspawn, its own address, SSH.
+"""Throwaway Debian hosts for the Ansible end-to-end tests: systemd-nspawn, own addresses, SSH.
 
-The guest boots systemd from a debootstrap rootfs (cached as a zstd tarball under .cache/testhost/,
-rebuilt when missing), gets 10.213.0.2/24 and fd00:213::2/64 on a veth whose host side is 10.213.0.1
-and fd00:213::1 (plus 10.213.0.3 and fd00:213::3: a second, unlisted address that firewall drills
-send from, never picked as a source unless a socket binds it), reaches Debian's
-archive only through an apt-cacher-ng bound to the host side, and can run Docker (pure cgroup v2
-tree, keyring and bpf syscalls allowed). A reboot inside the guest (nspawn exits 133) boots it
-again, so Ansible's reboot and "comes back after a reboot" can be tested.
+Each guest boots systemd from a debootstrap rootfs (cached as a zstd tarball under .cache/testhost/,
+rebuilt when missing), gets its own address (default 10.213.0.2/24 and fd00:213::2/64) on a veth
+into one bridge, tritonops-br, shared by every guest of this process. The bridge holds the host
+side, 10.213.0.1 and fd00:213::1 (plus 10.213.0.3 and fd00:213::3: a second, unlisted address that
+firewall drills send from, never picked as a source unless a socket binds it), so guests reach the
+controller and each other. They reach Debian's archive only through one apt-cacher-ng bound to
+10.213.0.1, and can run Docker (pure cgroup v2 tree, keyring and bpf syscalls allowed). A reboot
+inside a guest (nspawn exits 133) boots it again, so Ansible's reboot and "comes back after a
+reboot" can be tested. The first guest to start brings the bridge and the proxy up; the last to
+stop takes them down.
 
     with TestHost() as host:            # or: python -m tritonops.testhost  (keeps it up until Ctrl-C)
         host.ssh("systemctl is-system-running --wait")
         ... ansible-playbook -i host.inventory ...
+
+    with TestHost.many([TestHost.numbered("tritonops-gpu1", 11), TestHost.numbered("tritonops-gw", 13)]) as (gpu1, gw):
+        ...                             # booted side by side: 10.213.0.11 and .13, fd00:213::11 and ::13
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import settings
 
-MACHINE = "tritonops-e2e"
-HOST_IF = "ve-tritonops"  # host side of the veth (--network-veth-extra names it; guest side is host0)
+MACHINE = "tritonops-e2e"  # the default guest's name
+BRIDGE = "tritonops-br"  # holds the host side; each guest's veth is a port of it (guest side: host0)
+BRIDGE_MAC = "02:00:0a:d5:00:01"  # fixed, else the bridge takes its lowest port's MAC: guests' ARP entries go stale
+NET, NET6 = "10.213.0.", "fd00:213::"  # guest number N: NET + N and NET6 + N (same digits)
 HOST_ADDR, GUEST_ADDR, PREFIX = "10.213.0.1", "10.213.0.2", 24
 HOST_ADDR6, GUEST_ADDR6, PREFIX6 = "fd00:213::1", "fd00:213::2", 64  # ULA: private, never routed
 UNLISTED_ADDR, UNLISTED_ADDR6 = "10.213.0.3", "fd00:213::3"  # host side too; no firewall lists them
+# br_netfilter (bridge-nf-call-iptables=1 here) sends bridged frames through iptables FORWARD, where
+# a Docker engine on the controller sets policy DROP: this rule lets guest-to-guest traffic through.
+# (The bridge's own nf_call_iptables 0 cannot help: the kernel checks it OR the global sysctl.)
+FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-m", "comment", "--comment", "tritonops testhost",
+                "-j", "ACCEPT"]
 APT_PROXY_PORT = 13142  # not 3142: a system apt-cacher-ng may hold that one
 SUITE = settings.get("DEBIAN_SUITE")
 MIRROR = "http://deb.debian.org/debian"
@@ -62,8 +79,16 @@ def rootfs_tarball() -> Path:
     return CACHE / f"rootfs-{SUITE}-{key}.tar.zst"
 
 
+_build_lock = threading.Lock()  # guests booted side by side build the rootfs once
+
+
 def build_rootfs() -> Path:
     """debootstrap the guest's rootfs once (50-90 s) and keep it as a tarball."""
+    with _build_lock:
+        return _build_rootfs()
+
+
+def _build_rootfs() -> Path:
     tarball = rootfs_tarball()
     if tarball.exists():
         return tarball
@@ -86,25 +111,146 @@ def build_rootfs() -> Path:
     return tarball
 
 
-class TestHost:
-    """Boot the guest on enter, power it off and delete everything on exit (even after errors)."""
+def _own_cgroups() -> list[Path]:
+    """This process's cgroup in each hierarchy nspawn --keep-unit reads: cgroup2 and, on hybrid
+    hosts, name=systemd."""
+    own = dict(line.split(":", 2)[1:] for line in Path("/proc/self/cgroup").read_text().splitlines())
+    found = set()
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields, _, fs = line.partition(" - ")
+        fstype, _, options = fs.split()[:3]
+        key = "" if fstype == "cgroup2" else "name=systemd" if "name=systemd" in options.split(",") else None
+        if key in own:
+            found.add(Path(fields.split()[4]) / own[key].lstrip("/"))
+    return sorted(found)
 
-    def __init__(self, workdir: Path | None = None, boot_timeout: float = 90):
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tritonops-testhost-", dir="/var/tmp"))
+
+class _Network:
+    """The bridge, its host-side addresses, the FORWARD rule and the apt proxy: one set, shared by
+    the guests running in this process; up with the first guest, down with the last."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.guests: dict[str, TestHost] = {}
+        self._acng: subprocess.Popen | None = None
+        self._acng_dir: Path | None = None
+
+    def join(self, host: "TestHost") -> None:
+        with self.lock:
+            if host.name in self.guests:
+                raise TestHostError(f"a test host named {host.name} is already running")
+            taken = {a: g.name for g in self.guests.values() for a in (g.address, g.address6)}
+            if clash := [a for a in (host.address, host.address6) if a in taken]:
+                raise TestHostError(f"{host.name}: address {clash[0]} is taken by {taken[clash[0]]}")
+            if not self.guests:
+                self._up()
+            self.guests[host.name] = host
+
+    def leave(self, host: "TestHost") -> None:
+        with self.lock:
+            if self.guests.get(host.name) is host:
+                del self.guests[host.name]
+                if not self.guests:
+                    self._down()
+
+    def _up(self) -> None:
+        if Path(f"/sys/class/net/{BRIDGE}").exists():
+            raise TestHostError(f"{BRIDGE} already exists and no test host of this process made it: another "
+                                f"process runs test hosts, or one was left over (remove it: ip link del {BRIDGE})")
+        try:
+            _run(["ip", "link", "add", "name", BRIDGE, "type", "bridge"])
+            _run(["ip", "link", "set", "dev", BRIDGE, "address", BRIDGE_MAC])
+            _run(["ip", "addr", "add", f"{HOST_ADDR}/{PREFIX}", "dev", BRIDGE])
+            _run(["ip", "addr", "add", f"{UNLISTED_ADDR}/{PREFIX}", "dev", BRIDGE])  # secondary: never a default source
+            _run(["ip", "addr", "add", f"{HOST_ADDR6}/{PREFIX6}", "dev", BRIDGE, "nodad"])
+            # Deprecated (preferred_lft 0): IPv6 picks it as a source only for sockets bound to it.
+            _run(["ip", "addr", "add", f"{UNLISTED_ADDR6}/{PREFIX6}", "dev", BRIDGE, "nodad", "preferred_lft", "0"])
+            _run(["ip", "link", "set", BRIDGE, "up"])
+            for iptables in filter(shutil.which, ("iptables", "ip6tables")):
+                if subprocess.run([iptables, "-C", *FORWARD_RULE], capture_output=True).returncode:
+                    _run([iptables, "-I", *FORWARD_RULE])  # (present already: left by a killed run, reused)
+            self._start_apt_proxy()
+        except BaseException:
+            self._down()
+            raise
+
+    def _down(self) -> None:
+        if self._acng and self._acng.poll() is None:
+            self._acng.terminate()
+            try:
+                self._acng.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._acng.kill()
+                self._acng.wait()
+        self._acng = None
+        if self._acng_dir:
+            shutil.rmtree(self._acng_dir, ignore_errors=True)
+            self._acng_dir = None
+        for iptables in filter(shutil.which, ("iptables", "ip6tables")):
+            subprocess.run([iptables, "-D", *FORWARD_RULE], capture_output=True)
+        if Path(f"/sys/class/net/{BRIDGE}").exists():
+            subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+
+    def _start_apt_proxy(self) -> None:
+        """apt-cacher-ng on the bridge's address; its cache survives runs under .cache/."""
+        self._acng_dir = conf = Path(tempfile.mkdtemp(prefix="tritonops-testnet-", dir="/var/tmp"))
+        cache = CACHE / "apt-cacher-ng"
+        cache.mkdir(parents=True, exist_ok=True)
+        (conf / "acng.conf").write_text(
+            f"CacheDir: {cache}\nLogDir: {conf}\nPort: {APT_PROXY_PORT}\nBindAddress: {HOST_ADDR}\n"
+            f"SocketPath: {conf}/socket\nPidFile: {conf}/pid\nForeGround: 1\n")
+        with open(conf / "stdout.log", "wb") as log:
+            self._acng = subprocess.Popen(["apt-cacher-ng", "-c", str(conf)], stdin=subprocess.DEVNULL,
+                                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+_network = _Network()
+
+
+class TestHost:
+    """Boot the guest on enter, power it off and delete everything on exit (even after errors).
+
+    name is its machine name, hostname, SSH Host entry and inventory name; address and address6 lie
+    on the test network (10.213.0.0/24, fd00:213::/64). TestHost.numbered(name, N) picks both from N;
+    TestHost.many(hosts) boots several side by side."""
+
+    def __init__(self, name: str = MACHINE, address: str = GUEST_ADDR, address6: str = GUEST_ADDR6,
+                 workdir: Path | None = None, boot_timeout: float = 90):
+        self.name, self.address, self.address6 = name, address, address6
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"tritonops-testhost-{name}-", dir="/var/tmp"))
         self.root = self.workdir / "root"
         self.key = self.workdir / "id_ed25519"
         self.ssh_config = self.workdir / "ssh_config"
         self.inventory = self.workdir / "inventory.yml"
         self.console_log = self.workdir / "console.log"
-        self.address = GUEST_ADDR
         self.boot_timeout = boot_timeout
         self.boots = 0
         self._nspawn: subprocess.Popen | None = None
-        self._acng: subprocess.Popen | None = None
         self._stopping = threading.Event()
         self._booted = threading.Event()
         self._supervisor: threading.Thread | None = None
         self._supervisor_error: BaseException | None = None
+
+    @classmethod
+    def numbered(cls, name: str, number: int, **kwargs) -> "TestHost":
+        """Guest number N of the test network: 10.213.0.N and fd00:213::N (1 and 3 are the host's)."""
+        if number in (1, 3) or not 2 <= number <= 254:
+            raise ValueError(f"{name}: guest number {number} must be 2 or 4-254 (1 and 3 are the host side's)")
+        return cls(name, f"{NET}{number}", f"{NET6}{number}", **kwargs)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def many(hosts: Sequence["TestHost"]) -> Iterator[list["TestHost"]]:
+        """Boot several guests at once (their boots overlap); stop them all on exit, even after errors."""
+        hosts = list(hosts)
+        try:
+            with ThreadPoolExecutor(len(hosts), thread_name_prefix="testhost") as pool:
+                for started in [pool.submit(host.start) for host in hosts]:
+                    started.result()  # the first failure, once every start has returned
+            yield hosts
+        finally:
+            with ThreadPoolExecutor(len(hosts), thread_name_prefix="testhost") as pool:
+                list(pool.map(TestHost.stop, hosts))
 
     # -- lifecycle -------------------------------------------------------------------------------
     def __enter__(self) -> "TestHost":
@@ -122,20 +268,19 @@ class TestHost:
         if missing := missing_tools():
             raise TestHostError(f"missing tools: {', '.join(missing)} (apt-get install debootstrap "
                                 "systemd-container apt-cacher-ng openssh-client zstd iproute2)")
-        if Path(f"/sys/class/net/{HOST_IF}").exists():
-            raise TestHostError(f"{HOST_IF} already exists: another test host ({MACHINE}) is running")
         tarball = build_rootfs()
+        _network.join(self)
         self.root.mkdir(parents=True)
         _run(["tar", "-C", str(self.root), "--zstd", "-xf", str(tarball)])
         self._configure_rootfs()
-        self._supervisor = threading.Thread(target=self._supervise, name="nspawn", daemon=True)
+        self._supervisor = threading.Thread(target=self._supervise, name=f"nspawn-{self.name}", daemon=True)
         self._supervisor.start()
         self.wait_for_ssh()
-        self._start_apt_proxy()
         return self
 
     def stop(self) -> None:
-        """Stop Docker inside (else poweroff takes >10 s), power off, stop the proxy, delete files."""
+        """Stop Docker inside (else poweroff takes >10 s), power off, leave the network (the last
+        guest takes the bridge and the proxy down), delete files. Safe to call more than once."""
         if self._nspawn and self._nspawn.poll() is None:
             try:
                 self.ssh("systemctl stop docker.service docker.socket", timeout=60, check=False)
@@ -151,34 +296,26 @@ class TestHost:
                 self._nspawn.wait()
         if self._supervisor:
             self._supervisor.join(timeout=10)
-        if self._acng and self._acng.poll() is None:
-            self._acng.terminate()
-            try:
-                self._acng.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._acng.kill()
-                self._acng.wait()
-        if Path(f"/sys/class/net/{HOST_IF}").exists():
-            subprocess.run(["ip", "link", "del", HOST_IF], capture_output=True)
+        _network.leave(self)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- guest -----------------------------------------------------------------------------------
     def _configure_rootfs(self) -> None:
         root = self.root
         _run(["ssh-keygen", "-A", "-f", str(root)])
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "tritonops-e2e", "-f", str(self.key)])
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", self.name, "-f", str(self.key)])
         ssh_dir = root / "root" / ".ssh"
         ssh_dir.mkdir(mode=0o700, exist_ok=True)
         (ssh_dir / "authorized_keys").write_text(self.key.with_suffix(".pub").read_text())
         (ssh_dir / "authorized_keys").chmod(0o600)
-        (root / "etc" / "hostname").write_text(f"{MACHINE}\n")
-        (root / "etc" / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {MACHINE}\n")
-        # No DNS and no default route: the guest reaches only the host side of its veth.
+        (root / "etc" / "hostname").write_text(f"{self.name}\n")
+        (root / "etc" / "hosts").write_text(f"127.0.0.1 localhost\n127.0.1.1 {self.name}\n")
+        # No DNS and no default route: the guest reaches only the test network (the host side, other guests).
         resolv = root / "etc" / "resolv.conf"
         resolv.unlink(missing_ok=True)
         resolv.write_text("nameserver 127.0.0.1\n")
         (root / "etc" / "systemd" / "network" / "10-host0.network").write_text(
-            f"[Match]\nName=host0\n\n[Network]\nAddress={GUEST_ADDR}/{PREFIX}\nAddress={GUEST_ADDR6}/{PREFIX6}\n"
+            f"[Match]\nName=host0\n\n[Network]\nAddress={self.address}/{PREFIX}\nAddress={self.address6}/{PREFIX6}\n"
             "LinkLocalAddressing=no\nIPv6AcceptRA=no\nIPv6DuplicateAddressDetection=0\n")
         wants = root / "etc" / "systemd" / "system" / "multi-user.target.wants"
         wants.mkdir(parents=True, exist_ok=True)
@@ -188,74 +325,58 @@ class TestHost:
         (root / "etc" / "apt" / "apt.conf.d" / "01proxy").write_text(
             f'Acquire::http::Proxy "http://{HOST_ADDR}:{APT_PROXY_PORT}/";\n')
         self.ssh_config.write_text(
-            f"Host {MACHINE} {GUEST_ADDR}\n  HostName {GUEST_ADDR}\n  User root\n  IdentityFile {self.key}\n"
+            f"Host {self.name} {self.address}\n  HostName {self.address}\n  User root\n  IdentityFile {self.key}\n"
             "  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
             "  LogLevel ERROR\n  ConnectTimeout 5\n")
         self.inventory.write_text(
             "gpu_hosts:\n  hosts:\n"
-            f"    {MACHINE}:\n      ansible_host: {GUEST_ADDR}\n      ansible_user: root\n"
+            f"    {self.name}:\n      ansible_host: {self.address}\n      ansible_user: root\n"
             f"      ansible_ssh_private_key_file: {self.key}\n"
             "      ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n")
 
     def _nspawn_cmd(self) -> list[str]:
-        return ["systemd-nspawn", "--boot", f"--directory={self.root}", f"--machine={MACHINE}",
+        return ["systemd-nspawn", "--boot", f"--directory={self.root}", f"--machine={self.name}",
                 # --private-network stated, not left implied: the guest's Docker must never touch the
                 # host's docker0 or iptables.
-                "--register=no", "--keep-unit", "--private-network", f"--network-veth-extra={HOST_IF}:host0",
+                "--register=no", "--keep-unit", "--private-network", f"--network-bridge={BRIDGE}",
                 "--system-call-filter=@keyring", "--system-call-filter=bpf", "--console=pipe"]
 
     def _supervise(self) -> None:
         """Boot the guest; boot it again whenever it reboots (exit 133), until stop()."""
         env = {**os.environ, "SYSTEMD_NSPAWN_UNIFIED_HIERARCHY": "1"}  # Docker inside needs pure cgroup v2
+        # nspawn --keep-unit puts the guest in <its own cgroup>/payload: started from one cgroup, all
+        # guests' systemds would share one tree (seen: three inits in /payload/init.scope, one guest
+        # degraded). So each nspawn starts from a cgroup of its own, removed once it has exited.
+        cgroups = [parent / self.workdir.name for parent in _own_cgroups()]
+        enter = "".join(f"echo $$ > {shlex.quote(str(cg / 'cgroup.procs'))} && " for cg in cgroups)
         try:
+            for cg in cgroups:
+                cg.mkdir()
             with open(self.console_log, "ab") as log:
                 while not self._stopping.is_set():
                     self._booted.clear()
-                    self._nspawn = subprocess.Popen(self._nspawn_cmd(), env=env, stdin=subprocess.DEVNULL,
-                                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                    self._nspawn = subprocess.Popen(["sh", "-c", f'{enter}exec "$@"', "sh", *self._nspawn_cmd()],
+                                                    env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                                    stderr=subprocess.STDOUT, start_new_session=True)
                     self.boots += 1
-                    self._configure_host_side()
                     self._booted.set()
                     if self._nspawn.wait() != NSPAWN_REBOOT:
                         break
         except BaseException as exc:  # surfaced by wait_for_ssh
             self._supervisor_error = exc
             self._booted.set()
-
-    def _configure_host_side(self) -> None:
-        deadline = time.monotonic() + 30
-        while not Path(f"/sys/class/net/{HOST_IF}").exists():
-            if self._nspawn.poll() is not None:
-                raise TestHostError(f"systemd-nspawn exited {self._nspawn.returncode}: see {self.console_log}")
-            if time.monotonic() > deadline:
-                raise TestHostError(f"{HOST_IF} did not appear within 30 s")
-            time.sleep(0.1)
-        _run(["ip", "addr", "replace", f"{HOST_ADDR}/{PREFIX}", "dev", HOST_IF])
-        _run(["ip", "addr", "replace", f"{UNLISTED_ADDR}/{PREFIX}", "dev", HOST_IF])  # secondary: never a default source
-        _run(["ip", "addr", "replace", f"{HOST_ADDR6}/{PREFIX6}", "dev", HOST_IF, "nodad"])
-        # Deprecated (preferred_lft 0): IPv6 picks it as a source only for sockets bound to it.
-        _run(["ip", "addr", "replace", f"{UNLISTED_ADDR6}/{PREFIX6}", "dev", HOST_IF, "nodad", "preferred_lft", "0"])
-        _run(["ip", "link", "set", HOST_IF, "up"])
-
-    def _start_apt_proxy(self) -> None:
-        """apt-cacher-ng on the host side of the veth; its cache survives runs under .cache/."""
-        conf = self.workdir / "acng"
-        conf.mkdir()
-        cache = CACHE / "apt-cacher-ng"
-        cache.mkdir(parents=True, exist_ok=True)
-        (conf / "acng.conf").write_text(
-            f"CacheDir: {cache}\nLogDir: {conf}\nPort: {APT_PROXY_PORT}\nBindAddress: {HOST_ADDR}\n"
-            f"SocketPath: {conf}/socket\nPidFile: {conf}/pid\nForeGround: 1\n")
-        self._acng = subprocess.Popen(["apt-cacher-ng", "-c", str(conf)], stdin=subprocess.DEVNULL,
-                                      stdout=open(conf / "stdout.log", "wb"), stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+        finally:
+            for cg in cgroups:  # empty now: the guest's processes died with its init
+                for sub, _, _ in os.walk(cg, topdown=False):
+                    with contextlib.suppress(OSError):
+                        os.rmdir(sub)
 
     # -- access ----------------------------------------------------------------------------------
     def ssh(self, command: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run(["ssh", "-F", str(self.ssh_config), MACHINE, command], capture_output=True,
+        proc = subprocess.run(["ssh", "-F", str(self.ssh_config), self.name, command], capture_output=True,
                               text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         if check and proc.returncode:
-            raise TestHostError(f"ssh {MACHINE} {command!r} exited {proc.returncode}: {proc.stderr.strip()}")
+            raise TestHostError(f"ssh {self.name} {command!r} exited {proc.returncode}: {proc.stderr.strip()}")
         return proc
 
     def wait_for_ssh(self, min_boots: int = 1) -> None:
@@ -264,9 +385,10 @@ class TestHost:
         while time.monotonic() < deadline:
             if self._supervisor_error:
                 raise TestHostError(f"boot failed: {self._supervisor_error}")
+            if self._supervisor and not self._supervisor.is_alive():
+                raise TestHostError(f"{self.name} stopped (systemd-nspawn exited {self._nspawn.returncode}): "
+                                    f"see {self.console_log}")
             if self.boots >= min_boots and self._booted.is_set():
-                if self._nspawn.poll() is not None and self._stopping.is_set():
-                    raise TestHostError(f"the guest stopped: see {self.console_log}")
                 try:
                     if self.ssh("systemctl is-system-running --wait", timeout=30, check=False).returncode in (0, 1):
                         return  # 1 = degraded: some unit failed, still usable
@@ -274,7 +396,7 @@ class TestHost:
                     pass
             time.sleep(0.5)
         tail = self.console_log.read_text(errors="replace")[-2000:] if self.console_log.exists() else ""
-        raise TestHostError(f"{MACHINE} did not answer SSH within {self.boot_timeout:.0f} s; console:\n{tail}")
+        raise TestHostError(f"{self.name} did not answer SSH within {self.boot_timeout:.0f} s; console:\n{tail}")
 
     def init_pid(self) -> int:
         """Host PID of the guest's init (systemd-nspawn's child): nsenter's target for its namespaces."""
@@ -282,7 +404,7 @@ class TestHost:
 
         children = psutil.Process(self._nspawn.pid).children()
         if not children:
-            raise TestHostError(f"{MACHINE} is not running")
+            raise TestHostError(f"{self.name} is not running")
         return children[0].pid
 
     def reboot(self) -> None:
@@ -292,7 +414,7 @@ class TestHost:
         deadline = time.monotonic() + self.boot_timeout
         while self.boots == boots:
             if time.monotonic() > deadline:
-                raise TestHostError(f"{MACHINE} did not reboot within {self.boot_timeout:.0f} s")
+                raise TestHostError(f"{self.name} did not reboot within {self.boot_timeout:.0f} s")
             time.sleep(0.2)
         self.wait_for_ssh(min_boots=boots + 1)
 
@@ -311,7 +433,7 @@ def main(argv: list[str] | None = None) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started in the background (SIGINT ignored)
         signal.signal(signum, leave)
     with TestHost() as host:
-        print(f"{MACHINE} is up at {host.address}: ssh -F {host.ssh_config} {MACHINE}\n"
+        print(f"{host.name} is up at {host.address}: ssh -F {host.ssh_config} {host.name}\n"
               f"inventory: {host.inventory}\nCtrl-C (or kill -TERM {os.getpid()}) powers it off and deletes it.",
               flush=True)
         signal.pause()
