@@ -97,19 +97,23 @@ logs: $(VENV_STAMP) ## follow the compose stack's logs
 	$(PY) -m tritonops.compose logs $(COMPOSE_FLAGS)
 
 # --- ansible ---
-# Provision GPU hosts and deploy Triton (ansible/site.yml). HOST limits the play to one inventory
-# host; TAGS to some roles (TAGS=triton: only a new model repository/image); EXTRA adds -e/--check/...
-HOST ?= gpu1
+# Provision GPU hosts and deploy Triton (ansible/site.yml): the gateways, then a rolling deploy over the
+# fleet, SERIAL hosts at a time (default 1). HOST limits it to some inventory hosts (HOST=gpu1); TAGS to
+# some roles (TAGS=triton: only a new model repository/image; TAGS=gateway: reload the gateways after an
+# inventory change); EXTRA adds -e/--check/...
+HOST ?=
+SERIAL ?=
 INVENTORY ?= ansible/inventory/hosts.yml
 TAGS ?=
 EXTRA ?=
-ANSIBLE_PLAYBOOK = ANSIBLE_CONFIG=ansible/ansible.cfg $(VENV)/bin/ansible-playbook -i $(INVENTORY) --limit $(HOST)
+ANSIBLE_PLAYBOOK = ANSIBLE_CONFIG=ansible/ansible.cfg $(VENV)/bin/ansible-playbook -i $(INVENTORY) \
+	$(if $(HOST),--limit $(HOST)) $(if $(SERIAL),-e tritonops_serial=$(SERIAL))
 .PHONY: deploy rollback test-host testhost-shell
 
-deploy: $(VENV_STAMP) ## provision + deploy to HOST (default gpu1; TAGS=triton, INVENTORY=..., EXTRA='-e k=v')
+deploy: $(VENV_STAMP) ## gateways + rolling deploy of the fleet (HOST=gpu1: one host; SERIAL=2, TAGS=triton|gateway, EXTRA='-e k=v')
 	$(ANSIBLE_PLAYBOOK) ansible/site.yml $(if $(TAGS),--tags $(TAGS)) $(EXTRA)
 
-rollback: $(VENV_STAMP) ## switch HOST back to its previous release and bring it up
+rollback: $(VENV_STAMP) ## every host (or HOST=gpu1) back to its previous release, drained and re-enabled one at a time
 	$(ANSIBLE_PLAYBOOK) ansible/rollback.yml $(EXTRA)
 
 test-host: $(VENV_STAMP) ## end-to-end: site.yml against a throwaway systemd-nspawn host (root; ~6 min)

@@ -106,6 +106,7 @@ def test_prometheus_scrapes_triton(stack):
         pytest.fail("no `up` target for job triton; Prometheus reports: "
                     + "; ".join(f"{t['scrapeUrl']} {t['health']} {t['lastError']!r}" for t in seen))
     assert target["scrapeUrl"] == f"http://triton:{stack.env['METRICS_PORT']}/metrics"
+    assert target["labels"]["host"] == "triton"  # the dashboard's host variable (compose/prometheus/prometheus.yml)
     up = prometheus(stack, "query", query='up{job="triton"}')["result"]
     assert [r["value"][1] for r in up] == ["1"]
 
@@ -120,7 +121,14 @@ def test_dashboard_queries_use_metrics_prometheus_scraped(stack):
     uids = {t["datasource"]["uid"] for p in dashboard["panels"] for t in p["targets"]}
     assert uids == {"prometheus"} and "uid: prometheus" in datasource
 
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    # One series per host (the fleet's Prometheus labels each target with its inventory name; compose's
+    # with the service name): every query filters on the dashboard's host variable and names the host.
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert variables["host"]["multi"] and variables["host"]["includeAll"], variables
+    targets = [t for p in dashboard["panels"] for t in p["targets"]]
+    assert all('host=~"$host"' in t["expr"] and t["legendFormat"].startswith("{{host}}") for t in targets), targets
+    # What Grafana sends with "All" selected: the variable's allValue in place of $host.
+    exprs = [t["expr"].replace("$host", variables["host"]["allValue"]) for t in targets]
     used = {m for e in exprs for m in re.findall(r"\b(nv_[a-z_]+)", e)}
 
     cpu_exprs = [e for e in exprs if not re.search(r"\bnv_gpu_", e)]
@@ -141,6 +149,8 @@ def test_dashboard_queries_use_metrics_prometheus_scraped(stack):
     assert not {n for n in names if n.startswith("nv_gpu_")}
     for expr in exprs:
         prometheus(stack, "query", query=expr)  # the GPU queries too must parse (status success)
+    # The variable's choices: label_values(nv_inference_request_success, host).
+    assert prometheus(stack, "label/host/values", **{"match[]": "nv_inference_request_success"}) == ["triton"]
 
 
 def test_container_hardening(stack, docker_client):
