@@ -24,7 +24,7 @@ import grpc.experimental.gevent as grpc_gevent
 grpc_gevent.init_gevent()
 
 import numpy as np  # noqa: E402
-from locust import FastHttpUser, User, events, task  # noqa: E402
+from locust import FastHttpUser, User, constant_throughput, events, task  # noqa: E402
 from locust.runners import WorkerRunner  # noqa: E402
 
 from tritonops import contract, settings  # noqa: E402
@@ -41,6 +41,9 @@ def _arguments(parser):
                         help="rows per request; 0 (default) mixes 1..max_batch_size from the model config")
     parser.add_argument("--grpc-host", default="",
                         help=f"gRPC host:port for LinearGrpcUser (default: the -H host, port {settings.port('grpc')})")
+    parser.add_argument("--rate-per-user", type=float, default=0,
+                        help="requests a second each user sends at most (a steady load beside other work); "
+                             "0 (default): as fast as answers come")
 
 
 @events.init.add_listener
@@ -49,6 +52,15 @@ def _default_user(environment, runner, **_kwargs):
     opts = environment.parsed_options
     if opts is not None and not opts.user_classes and not isinstance(runner, WorkerRunner):
         environment.user_classes[:] = [u for u in environment.user_classes if u.__name__ == DEFAULT_USER]
+
+
+@events.init.add_listener
+def _pace(environment, **_kwargs):
+    """--rate-per-user: each user waits between requests so as to send at most that many a second."""
+    opts = environment.parsed_options
+    if opts is not None and opts.rate_per_user > 0:
+        for user in (LinearHttpUser, LinearGrpcUser):
+            user.wait_time = constant_throughput(opts.rate_per_user)
 
 
 def _grpc_client(address: str):

@@ -95,12 +95,43 @@ class LocustResult:
     log: Path
 
 
-def run_locust(url: str, users: int, duration: str, report_dir: Path, *, prefix: str = "locust",
-               user_class: str = "", binary: bool = False, batch_size: int = 0, processes: int = 0,
-               grpc_url: str = "", extra: list[str] | None = None, locustfile: Path = LOCUSTFILE,
-               exit_margin_s: float = EXIT_MARGIN_S) -> LocustResult:
-    """Run the Locust file headless as its users would (a subprocess), then read its CSV stats."""
+@dataclass
+class LocustRun:
+    """A headless Locust started by start_locust(): its process (own session) and where it writes."""
 
+    proc: subprocess.Popen
+    csv_prefix: Path
+    html: Path
+    log: Path
+
+    def stop(self, timeout: float = EXIT_MARGIN_S) -> None:
+        """SIGTERM: Locust stops its users and writes its final stats; killed (session and all) if it hangs."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise GateError(f"Locust did not exit within {timeout:g} s of SIGTERM: killed; its log ({self.log}):\n{_tail(self.log)}") from None
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def results(self) -> LocustResult:
+        summary = Path(f"{self.csv_prefix}.json")
+        if not summary.exists():
+            raise GateError(f"Locust exited with {self.proc.returncode} and wrote no {summary.name}; its log ({self.log}):\n{_tail(self.log)}")
+        return _read_results(summary, Path(f"{self.csv_prefix}_failures.csv"), Path(f"{self.csv_prefix}_stats.csv"),
+                             self.html, self.log)
+
+
+def start_locust(url: str, users: int, duration: str, report_dir: Path, *, prefix: str = "locust",
+                 user_class: str = "", binary: bool = False, batch_size: int = 0, processes: int = 0,
+                 grpc_url: str = "", extra: list[str] | None = None, locustfile: Path = LOCUSTFILE) -> LocustRun:
+    """Start the Locust file headless as its users would (a subprocess in its own session, so a hung
+    run is ended with its --processes workers); user_class may name several, space-separated."""
     report_dir.mkdir(parents=True, exist_ok=True)
     csv_prefix = report_dir / prefix
     html = report_dir / f"{prefix}.html"
@@ -115,29 +146,30 @@ def run_locust(url: str, users: int, duration: str, report_dir: Path, *, prefix:
     if grpc_url:
         cmd += ["--grpc-host", grpc_url]
     cmd += extra or []
-    if user_class:
-        cmd.append(user_class)
+    cmd += user_class.split()
     with open(log, "w") as out:
         out.write("$ " + " ".join(cmd) + "\n")
         out.flush()
-        # its own session, so a hung run is ended with its --processes workers
-        done = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=settings.ROOT, start_new_session=True)
-        limit = run_seconds(duration) + exit_margin_s
-        try:
-            done.wait(timeout=limit)
-        except subprocess.TimeoutExpired:
-            os.killpg(done.pid, signal.SIGKILL)
-            done.wait()
-            raise GateError(f"Locust did not exit within {limit:g} s ({duration} run + {exit_margin_s:g} s to start "
-                            f"and stop): hung, killed; its log ({log}):\n{_tail(log)}") from None
-        except BaseException:  # Ctrl-C: do not leave Locust running
-            os.killpg(done.pid, signal.SIGKILL)
-            raise
-    summary = Path(f"{csv_prefix}.json")
-    if not summary.exists():
-        raise GateError(f"Locust exited with {done.returncode} and wrote no {summary.name}; its log ({log}):\n{_tail(log)}")
-    return _read_results(summary, Path(f"{csv_prefix}_failures.csv"), Path(f"{csv_prefix}_stats.csv"), html, log)
+    return LocustRun(proc, csv_prefix, html, log)
+
+
+def run_locust(url: str, users: int, duration: str, report_dir: Path, *, exit_margin_s: float = EXIT_MARGIN_S,
+               **kwargs) -> LocustResult:
+    """Run Locust for `duration` (start_locust's arguments), then read its stats."""
+    run = start_locust(url, users, duration, report_dir, **kwargs)
+    limit = run_seconds(duration) + exit_margin_s
+    try:
+        run.proc.wait(timeout=limit)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        raise GateError(f"Locust did not exit within {limit:g} s ({duration} run + {exit_margin_s:g} s to start "
+                        f"and stop): hung, killed; its log ({run.log}):\n{_tail(run.log)}") from None
+    except BaseException:  # Ctrl-C: do not leave Locust running
+        run.kill()
+        raise
+    return run.results()
 
 
 def run_seconds(duration: str) -> int:
