@@ -2,16 +2,16 @@
 
 The CPU image and the gateway's travel as `docker save` tarballs (the air-gapped path); the GPU
 roles take their skip path (no NVIDIA device in the guest); Docker, the gateway and Triton are
-installed and run for real. Then: a second run changes nothing, testinfra checks the host, the seed
-request is answered through the guest's address (the gateway's published ports), a broken model
-repository fails with its reason while the previous release keeps answering, a deploy onto a full
+installed and run for real. Then: check mode plans no change, testinfra checks the host, the seed
+request is answered through the guest's address (the gateway's published ports), a deploy onto a full
 /opt/tritonops stops with the figures, and the crash drills: a deploy SIGKILLed at four points, each
 followed by the next deploy (under a steady client: the single-host swap's lost requests) and a
 rollback to the old release and its old image; the host checks pass after that rollback and pruning
 leaves exactly the images kept releases run. After a reboot the stack comes back by itself.
 Firewall drills: from a second, unlisted address on the test network the published ports time out
 over IPv4 and IPv6, also at every 0.2 s poll through that reboot. Needs root, systemd-nspawn, Docker
-on the controller (to save the images) and about 15-20 minutes.
+on the controller (to save the images) and about 15-20 minutes. A second run changing nothing and a
+broken release rolled back are drilled on the fleet (test_fleet_testhost.py), on two such hosts.
 """
 from __future__ import annotations
 
@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from tritonops import contract, settings, smoke
 from tritonops import testhost as th
 
 from ci_policy import skip_or_fail
+from deployhelpers import copy_repository_from, folded, image_tarballs
 from playbook_runner import LOGS, PlayResult, ansible_playbook, ansible_playbook_killed_at
 import portprobe
 from steadyload import SteadyLoad
@@ -43,54 +43,6 @@ HTTP, GRPC = settings.port("http"), settings.port("grpc")
 # The gateway's published ports on both of the guest's addresses: the firewall drills' targets.
 FIREWALLED = [(address, port) for address in (th.GUEST_ADDR, th.GUEST_ADDR6)
               for port in (HTTP, GRPC, settings.port("metrics"))]
-
-
-def image_tarballs() -> dict[str, Path]:
-    """The CPU project image and the gateway image, each saved by tritonops.images to its tarball
-    (built first when missing) with its .sha256 beside it (the role checks it before docker load); a
-    tarball is reused while it holds the image as it is now."""
-    from tritonops import images
-
-    flavour = images.FLAVOURS["cpu"]
-    saves = {"triton_image_tarball": (flavour.image, lambda dest: images.save_tarball(flavour, dest, gateway=False)),
-             "triton_gateway_image_tarball": (images.gateway_image(), images.save_gateway_tarball)}
-    tarballs = {knob: images.tarball_path(ref) for knob, (ref, _) in saves.items()}
-    saved = {knob: [t, images.digest_path(t)] for knob, t in tarballs.items()}
-    try:
-        import docker
-
-        client = docker.from_env()
-        client.ping()
-    except Exception as exc:  # noqa: BLE001 - any failure means: no engine here
-        if all(f.exists() for files in saved.values() for f in files) and not os.environ.get("CI"):
-            print(f"\nno Docker engine ({exc}): deploying the tarballs saved earlier, {list(tarballs.values())}")
-            return tarballs
-        skip_or_fail(f"no Docker engine on the controller to save the images from: {exc}")
-    if not images.image_exists(flavour.image):
-        images.build_image(flavour)
-    if not images.image_exists(images.gateway_image()):
-        images.build_gateway()
-    for knob, (ref, save) in saves.items():
-        image_id = client.images.get(ref).id
-        stamp = tarballs[knob].with_suffix(".id")
-        if not (all(f.exists() for f in saved[knob]) and stamp.exists() and stamp.read_text() == image_id):
-            save(tarballs[knob])
-            stamp.write_text(saved_image_id(tarballs[knob]))  # what was saved, should the tag have moved meanwhile
-    return tarballs
-
-
-def saved_image_id(tarball: Path) -> str:
-    """The image a `docker save` tarball holds: its manifest's config digest."""
-    import tarfile
-
-    with tarfile.open(tarball) as tar:
-        manifest = json.load(tar.extractfile("manifest.json"))
-    return "sha256:" + manifest[0]["Config"].removesuffix(".json").rsplit("/", 1)[-1]
-
-
-def copy_repository_from(source: Path, dest: Path) -> Path:
-    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return dest
 
 
 @pytest.fixture(scope="module")
@@ -170,14 +122,6 @@ def deployed(guest):
     return guest
 
 
-def test_second_run_changes_nothing(deployed):
-    again = play(deployed, log="2-second")
-    assert again.rc == 0, again.output[-6000:]
-    recap = again.recap()[th.MACHINE]
-    assert recap["changed"] == 0, f"second run changed {recap['changed']} tasks:\n{again.output[-8000:]}"
-    assert recap["failed"] == 0
-
-
 def test_check_mode_reports_no_changes(deployed):
     checked = play(deployed, "--check", log="2-check")
     assert checked.rc == 0, checked.output[-6000:]
@@ -190,30 +134,6 @@ def test_testinfra_suite_passes_over_ssh(deployed):
 
 def test_seed_request_answered_through_the_guest_address(deployed):
     smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
-
-
-def test_broken_repository_rolls_back(deployed, tmp_path):
-    current_before = deployed.ssh("readlink /opt/tritonops/current").stdout.strip()
-    broken = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
-    model_py = broken / contract.MODEL / contract.VERSION / "model.py"
-    # Valid config and weights (the controller-side validation passes); the model fails when Triton loads it.
-    model_py.write_text(model_py.read_text().replace(
-        "    def initialize(self, args):", "    def initialize(self, args):\n"
-        "        raise RuntimeError('deliberately broken model for the rollback test')", 1))
-    assert "deliberately broken" in model_py.read_text(), "model.py has no initialize() to break"
-    result = play(deployed, "--tags", "triton", "-e", f"triton_model_repository={broken}",
-                  "-e", "triton_ready_timeout=120", log="3-broken")
-    assert result.rc != 0, "deploying a broken model repository succeeded"
-    assert "Rolled back to release" in result.output, result.output[-6000:]
-    assert "did not become ready" in result.output, result.output[-6000:]
-    assert "deliberately broken model" in result.output, "the failure does not show the model's error"
-    assert deployed.ssh("readlink /opt/tritonops/current").stdout.strip() == current_before
-    smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")  # the previous release answers
-
-
-def folded(result: PlayResult) -> str:
-    """The play's output with whitespace folded: the YAML callback wraps long messages."""
-    return " ".join(result.output.split())
 
 
 @contextlib.contextmanager

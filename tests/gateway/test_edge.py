@@ -58,7 +58,7 @@ def test_backends_are_up_by_an_inference_check(gw):
     assert {b for b, _ in states} == {"triton_http", "triton_grpc", "triton_metrics"}
     config = gw.config.read_text()
     assert f"http-check send meth POST uri /v2/models/{contract.MODEL}/infer" in config
-    assert "http-check expect status 200" in config and "inter 1s fall 2 rise 2" in config
+    assert "http-check expect status 200" in config and "inter 1s fastinter 250ms fall 2 rise 2" in config
 
 
 def test_the_check_request_is_a_valid_inference(replicas):
