@@ -108,7 +108,7 @@ TAGS ?=
 EXTRA ?=
 ANSIBLE_PLAYBOOK = ANSIBLE_CONFIG=ansible/ansible.cfg $(VENV)/bin/ansible-playbook -i $(INVENTORY) \
 	$(if $(HOST),--limit $(HOST)) $(if $(SERIAL),-e tritonops_serial=$(SERIAL))
-.PHONY: deploy rollback test-host testhost-shell
+.PHONY: deploy rollback test-host test-fleet testhost-shell
 
 deploy: $(VENV_STAMP) ## gateways + rolling deploy of the fleet (HOST=gpu1: one host; SERIAL=2, TAGS=triton|gateway, EXTRA='-e k=v')
 	$(ANSIBLE_PLAYBOOK) ansible/site.yml $(if $(TAGS),--tags $(TAGS)) $(EXTRA)
@@ -116,8 +116,11 @@ deploy: $(VENV_STAMP) ## gateways + rolling deploy of the fleet (HOST=gpu1: one 
 rollback: $(VENV_STAMP) ## every host (or HOST=gpu1) back to its previous release, drained and re-enabled one at a time
 	$(ANSIBLE_PLAYBOOK) ansible/rollback.yml $(EXTRA)
 
-test-host: $(VENV_STAMP) ## end-to-end: site.yml against a throwaway systemd-nspawn host (root; ~6 min)
+test-host: $(VENV_STAMP) ## end-to-end: site.yml against a throwaway systemd-nspawn host (root; ~15 min)
 	$(PY) -m pytest -v tests/ansible/test_deploy_testhost.py
+
+test-fleet: $(VENV_STAMP) ## end-to-end: two Triton hosts + a gateway host, drills under Locust (root; ~11 min)
+	$(PY) -m pytest -v -s tests/ansible/test_fleet_testhost.py
 
 testhost-shell: $(VENV_STAMP) ## boot the throwaway test host and keep it up until Ctrl-C (prints ssh + inventory)
 	$(PY) -m tritonops.testhost
