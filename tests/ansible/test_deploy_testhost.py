@@ -2,16 +2,17 @@
 
 The CPU image and the gateway's travel as `docker save` tarballs (the air-gapped path); the GPU
 roles take their skip path (no NVIDIA device in the guest); Docker, the gateway and Triton are
-installed and run for real. Then: check mode plans no change, testinfra checks the host, the seed
-request is answered through the guest's address (the gateway's published ports), a deploy onto a full
-/opt/tritonops stops with the figures, and the crash drills: a deploy SIGKILLed at four points, each
+installed and run for real. Then: the seed request is answered through the guest's address (the
+gateway's published ports), a deploy onto a full /opt/tritonops stops with the figures, and the crash
+drills: a deploy SIGKILLed at the two points where the links and the running container disagree, each
 followed by the next deploy (under a steady client: the single-host swap's lost requests) and a
-rollback to the old release and its old image; the host checks pass after that rollback and pruning
+rollback to the old release and its old image; testinfra's host checks pass after that rollback, pruning
 leaves exactly the images kept releases run. After a reboot the stack comes back by itself.
 Firewall drills: from a second, unlisted address on the test network the published ports time out
 over IPv4 and IPv6, also at every 0.2 s poll through that reboot. Needs root, systemd-nspawn, Docker
-on the controller (to save the images) and about 15-20 minutes. A second run changing nothing and a
-broken release rolled back are drilled on the fleet (test_fleet_testhost.py), on two such hosts.
+on the controller (to save the images) and about 13 minutes. A second run changing nothing and a
+broken release rolled back are drilled on the fleet (test_fleet_testhost.py), on two such hosts; check
+mode planning no change, in the GPU-fact test here.
 """
 from __future__ import annotations
 
@@ -122,16 +123,6 @@ def deployed(guest):
     return guest
 
 
-def test_check_mode_reports_no_changes(deployed):
-    checked = play(deployed, "--check", log="2-check")
-    assert checked.rc == 0, checked.output[-6000:]
-    assert checked.recap()[th.MACHINE]["changed"] == 0, checked.output[-8000:]
-
-
-def test_testinfra_suite_passes_over_ssh(deployed):
-    run_hostchecks(deployed)
-
-
 def test_seed_request_answered_through_the_guest_address(deployed):
     smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
 
@@ -196,9 +187,9 @@ def test_full_disk_stops_the_deploy_and_the_old_release_keeps_serving(deployed, 
 
 
 # The controller is SIGKILLed as it prints one of these task banners: the tasks before it are done.
+# The two points where the links and the running container can disagree (the ones serving.yml repairs);
+# a kill before the switch leaves the old release serving untouched, as any failed deploy does.
 CRASH_POINTS = {
-    "images-on-host": "TASK [triton : Read the images' content IDs on the host]",
-    "release-files-written": "TASK [triton : Date the release by its switch",
     "container-recreated": 'TASK [triton : Name "previous" (the rollback target)',
     "links-switched-not-checked": "TASK [triton : Wait for each Triton container to turn healthy",
 }

@@ -158,10 +158,10 @@ def locust_through(fleet: Fleet, name: str, users: int = 4, rate_per_user: float
                                 extra=["--rate-per-user", str(rate_per_user)])
     out: dict = {}
     try:
-        time.sleep(3)  # users started, first answers in
+        time.sleep(1)  # users started, first answers in
         yield out
     finally:
-        time.sleep(2)  # answers after the last step count too
+        time.sleep(1)  # answers after the last step count too
         run.stop()
     out["result"] = result = run.results()
     assert not result.log_errors, f"Locust logged errors (a user could not start?): {result.log_errors}"
@@ -191,7 +191,7 @@ def test_the_gateway_answers_for_the_fleet(deployed):
 
 
 def test_second_run_changes_nothing(deployed):
-    again = play(deployed, "--diff", log="2-second")
+    again = play(deployed, "--diff", "-e", "tritonops_serial=2", log="2-second")  # both hosts at once
     assert again.rc == 0, again.output[-6000:]
     for host, recap in again.recap().items():
         assert recap["changed"] == 0 and recap["failed"] == 0, f"{host}: {recap}\n{again.output[-8000:]}"
@@ -305,7 +305,7 @@ def test_chunked_body_through_the_fleet_gateway_restarts_no_backend(deployed):
     before = {name: triton_container(deployed.hosts[name]) for name in GPU}
     answer = hostile.send_raw(deployed.gateway, HTTP, hostile.chunked_post(hostile.BOMB_CHUNKS), timeout=120)
     assert hostile.status_of(answer) == 413, answer[:300]
-    time.sleep(5)  # a crash would show in the next health checks
+    time.sleep(2.5)  # a crash would show in the next health checks (every second, out after two)
     assert {name: triton_container(deployed.hosts[name]) for name in GPU} == before
     assert set(server_states(deployed.stats_url).values()) == {"UP"}
     smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}")
