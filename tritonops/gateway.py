@@ -99,6 +99,14 @@ def check_config(path: Path) -> None:
         raise GatewayError(f"{path} is not a valid HAProxy configuration:\n{done.stdout}{done.stderr}")
 
 
+def server_states(stats_csv: str) -> dict[tuple[str, str], str]:
+    """(backend, server) -> UP/DOWN/MAINT/..., from HAProxy's stats CSV (`show stat`, or /stats;csv)."""
+    lines = stats_csv.splitlines()
+    header = lines[0].lstrip("# ").split(",")
+    rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+    return {(r["pxname"], r["svname"]): r["status"] for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
+
+
 class LocalGateway(LoopbackUrls):
     """This machine's haproxy (master-worker, foreground) with a rendered config, on 127.0.0.1."""
 
@@ -151,10 +159,7 @@ class LocalGateway(LoopbackUrls):
 
     def server_states(self) -> dict[tuple[str, str], str]:
         """(backend, server) -> UP/DOWN/MAINT/..., from `show stat` on the admin socket."""
-        lines = self.admin("show stat").splitlines()
-        header = lines[0].lstrip("# ").split(",")
-        rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
-        return {(r["pxname"], r["svname"]): r["status"] for r in rows if r["svname"] not in ("FRONTEND", "BACKEND")}
+        return server_states(self.admin("show stat"))
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import json
 import os
 import shlex
 import shutil
@@ -328,11 +329,13 @@ class TestHost:
             f"Host {self.name} {self.address}\n  HostName {self.address}\n  User root\n  IdentityFile {self.key}\n"
             "  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
             "  LogLevel ERROR\n  ConnectTimeout 5\n")
-        self.inventory.write_text(
-            "gpu_hosts:\n  hosts:\n"
-            f"    {self.name}:\n      ansible_host: {self.address}\n      ansible_user: root\n"
-            f"      ansible_ssh_private_key_file: {self.key}\n"
-            "      ansible_ssh_common_args: -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null\n")
+        # JSON is YAML: Ansible reads it as the inventory file it is.
+        self.inventory.write_text(json.dumps({"gpu_hosts": {"hosts": {self.name: self.inventory_vars()}}}, indent=2))
+
+    def inventory_vars(self) -> dict[str, str]:
+        """How Ansible reaches this guest: its inventory host variables (a fleet's inventory uses them too)."""
+        return {"ansible_host": self.address, "ansible_user": "root", "ansible_ssh_private_key_file": str(self.key),
+                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null"}
 
     def _nspawn_cmd(self) -> list[str]:
         return ["systemd-nspawn", "--boot", f"--directory={self.root}", f"--machine={self.name}",

@@ -2,11 +2,11 @@
 runs: which hosts were drained and back UP, and how long a killed host took to leave rotation."""
 from __future__ import annotations
 
-import csv
-import io
 import threading
 import time
 import urllib.request
+
+from tritonops import gateway
 
 BACKEND = "triton_http"  # the gRPC and metrics backends follow the same checks
 
@@ -14,9 +14,7 @@ BACKEND = "triton_http"  # the gRPC and metrics backends follow the same checks
 def server_states(stats_url: str, timeout: float = 2) -> dict[tuple[str, str], str]:
     """(backend, server) -> status (UP, DOWN, DRAIN, MAINT, "DOWN 1/2", ...) from /stats;csv."""
     with urllib.request.urlopen(f"{stats_url};csv", timeout=timeout) as r:
-        rows = csv.DictReader(io.StringIO(r.read().decode().lstrip("# ")))
-        return {(row["pxname"], row["svname"]): row["status"] for row in rows
-                if row["svname"] not in ("FRONTEND", "BACKEND")}
+        return gateway.server_states(r.read().decode())
 
 
 class StateSampler:

@@ -67,10 +67,7 @@ class Fleet:
 
 def write_inventory(path: Path, hosts: dict[str, th.TestHost], gpu: list[str], host_vars: dict[str, dict] | None = None) -> Path:
     def entry(name: str) -> dict:
-        host = hosts[name]
-        return {"ansible_host": host.address, "ansible_user": "root", "ansible_ssh_private_key_file": str(host.key),
-                "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-                **(host_vars or {}).get(name, {})}
+        return {**hosts[name].inventory_vars(), **(host_vars or {}).get(name, {})}
 
     inventory = {"gpu_hosts": {"hosts": {name: entry(name) for name in gpu}},
                  "gateways": {"hosts": {GATEWAY[0]: entry(GATEWAY[0])}},
