@@ -280,11 +280,16 @@ class TestHost:
         return self
 
     def stop(self) -> None:
-        """Stop Docker inside (else poweroff takes >10 s), power off, leave the network (the last
-        guest takes the bridge and the proxy down), delete files. Safe to call more than once."""
+        """Kill the guest's containers and stop its Docker, power off, leave the network (the last
+        guest takes the bridge and the proxy down), delete files. Safe to call more than once.
+
+        The containers go first: the deployed Docker has live-restore, so stopping it leaves them
+        running, and a serving Triton then held the poweroff until nspawn's 60 s limit (measured: 64 s
+        with a container that ignores SIGTERM, 6 s with `docker kill` first)."""
         if self._nspawn and self._nspawn.poll() is None:
             try:
-                self.ssh("systemctl stop docker.service docker.socket", timeout=60, check=False)
+                self.ssh("if command -v docker >/dev/null; then docker ps -q | xargs -r docker kill >/dev/null; fi; "
+                         "systemctl stop docker.service docker.socket", timeout=60, check=False)
             except subprocess.TimeoutExpired:
                 pass
         self._stopping.set()
