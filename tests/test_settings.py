@@ -43,3 +43,23 @@ def test_make_takes_versions_env_overrides_from_the_environment_and_the_command_
     assert f"--http-port {settings.get('HTTP_PORT')} " in serve_command()
     assert "--http-port 9123 " in serve_command(HTTP_PORT="9123")
     assert "--http-port 9124 " in serve_command("HTTP_PORT=9124", HTTP_PORT="9123")  # the command line wins
+
+
+# versions.env key -> the PyPI project pyproject.toml (the controller's venv) pins to the same version.
+SHARED_PINS = {"TORCH_VERSION": "torch", "NUMPY_VERSION": "numpy", "PYTRITON_VERSION": "nvidia-pytriton"}
+
+
+def test_pyproject_and_the_lock_pin_what_versions_env_pins():
+    """The images read versions.env, the venv reads pyproject.toml and requirements.lock: one version each."""
+    import tomllib
+
+    def pins(lines) -> dict[str, str]:
+        return {name.strip().lower(): version.strip() for name, version in
+                (line.split("#")[0].split("==", 1) for line in lines if "==" in line.split("#")[0])}
+
+    declared = pins(tomllib.loads((settings.ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    locked = pins((settings.ROOT / "requirements.lock").read_text().splitlines())
+    for key, project in SHARED_PINS.items():
+        want = settings.get(key)
+        assert declared.get(project) == want, f"pyproject.toml pins {project}=={declared.get(project)}, versions.env {key}={want}"
+        assert locked.get(project) == want, f"requirements.lock pins {project}=={locked.get(project)}, versions.env {key}={want}"
