@@ -6,6 +6,9 @@ deploy's final check, so nothing builds a request by hand in a second place.
 from __future__ import annotations
 
 import functools
+import json
+import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +105,111 @@ def check_output(x: np.ndarray, y: np.ndarray | None) -> str | None:
         worst = int(np.argmax(np.abs(y - want)))
         return f"output '{OUTPUT}' differs from the torch reference: row {worst} got {y.ravel()[worst]!r}, expected {want.ravel()[worst]!r}"
     return None
+
+
+# --- Prepared answers and cheap checks: Locust's request path (no torch, no tritonclient per request) ---
+# Same rules and messages as check_output: shape, then dtype, then |y - reference| <= ATOL + RTOL * |reference|
+# for every value (np.allclose's rule), the reference computed once from the committed weights.
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The right answer to one prepared request, computed once with the torch reference."""
+
+    shape: tuple[int, int]
+    values: tuple[float, ...]  # the reference, row-major
+    bounds: tuple[float, ...]  # np.allclose's tolerance per value: ATOL + RTOL * |reference|
+    raw: bytes  # the reference as little-endian fp32: an answer with exactly these bytes is right
+
+
+def expected(x: np.ndarray, want: np.ndarray | None = None) -> Expected:
+    """Expected answer for x; want: its reference if already computed (reference(x) otherwise)."""
+    want = np.ascontiguousarray(reference(x) if want is None else want, dtype="<f4")
+    shape = (x.shape[0], OUT_FEATURES)
+    if want.shape != shape:
+        raise ValueError(f"reference has shape {list(want.shape)}, expected {list(shape)}")
+    bounds = ATOL + RTOL * np.abs(want)  # fp32, as np.allclose computes it for fp32 arrays
+    return Expected(shape, tuple(want.ravel().tolist()), tuple(bounds.ravel().tolist()), want.tobytes())
+
+
+def _header_problem(want: Expected, shape, datatype: str) -> str | None:
+    if tuple(shape) != want.shape:
+        return f"output '{OUTPUT}' has shape {list(shape)}, expected {list(want.shape)}"
+    if datatype != DATATYPE:
+        from tritonclient.utils import triton_to_np_dtype
+
+        dtype = triton_to_np_dtype(datatype)
+        return f"output '{OUTPUT}' has dtype {np.dtype(dtype) if dtype is not None else datatype}, expected float32"
+    return None
+
+
+def _values_problem(want: Expected, values) -> str | None:
+    if len(values) != len(want.values):
+        raise ValueError(f"output '{OUTPUT}' has {len(values)} values for shape {list(want.shape)}")
+    for got, ref, bound in zip(values, want.values, want.bounds):
+        if not abs(got - ref) <= bound:  # NaN fails too
+            break
+    else:
+        return None
+    errors = [abs(g - r) if g == g else float("inf") for g, r in zip(values, want.values)]
+    worst = errors.index(max(errors))
+    return (f"output '{OUTPUT}' differs from the torch reference: row {worst} got {np.float32(values[worst])!r}, "
+            f"expected {np.float32(want.values[worst])!r}")
+
+
+def check_json_answer(body: bytes, want: Expected) -> str | None:
+    """check_output for a KServe v2 JSON response body (output data in JSON); raises if it is no such body."""
+    for out in json.loads(body)["outputs"]:
+        if out["name"] == OUTPUT:
+            return _header_problem(want, out["shape"], out["datatype"]) or _values_problem(want, out["data"])
+    return f"response has no output '{OUTPUT}'"
+
+
+def check_binary_answer(body: bytes, header_length: int | None, want: Expected) -> str | None:
+    """check_output for a response of the binary tensor extension (JSON header, then the tensors' bytes)."""
+    if header_length is None:
+        return check_json_answer(body, want)
+    offset = header_length
+    for out in json.loads(body[:header_length])["outputs"]:
+        size = out.get("parameters", {}).get("binary_data_size")
+        if out["name"] == OUTPUT:
+            problem = _header_problem(want, out["shape"], out["datatype"])
+            if problem or size is None:
+                return problem or _values_problem(want, out["data"])
+            raw = body[offset:offset + size]
+            if raw == want.raw:
+                return None
+            if len(raw) != size or size % 4:
+                raise ValueError(f"output '{OUTPUT}': {len(raw)} bytes, expected {size} (a multiple of 4)")
+            return _values_problem(want, struct.unpack(f"<{size // 4}f", raw))
+        offset += size or 0
+    return f"response has no output '{OUTPUT}'"
+
+
+def check_grpc_answer(response, want: Expected) -> str | None:
+    """check_output for a gRPC ModelInferResponse (raw_output_contents, or typed contents)."""
+    for i, out in enumerate(response.outputs):
+        if out.name == OUTPUT:
+            problem = _header_problem(want, out.shape, out.datatype)
+            if problem:
+                return problem
+            if i < len(response.raw_output_contents):
+                raw = response.raw_output_contents[i]
+                if raw == want.raw:
+                    return None
+                if len(raw) % 4:
+                    raise ValueError(f"output '{OUTPUT}': {len(raw)} bytes, not a multiple of 4")
+                return _values_problem(want, struct.unpack(f"<{len(raw) // 4}f", raw))
+            return _values_problem(want, out.contents.fp32_contents)
+    return f"response has no output '{OUTPUT}'"
+
+
+def grpc_request(x: np.ndarray):
+    """The ModelInferRequest that tritonclient.grpc sends for x (raw input contents, output y requested)."""
+    from tritonclient.grpc import service_pb2
+
+    request = service_pb2.ModelInferRequest(model_name=MODEL, model_version=VERSION)
+    request.inputs.add(name=INPUT, datatype=DATATYPE, shape=list(x.shape))
+    request.raw_input_contents.append(np.ascontiguousarray(x, dtype="<f4").tobytes())
+    request.outputs.add(name=OUTPUT)
+    return request
