@@ -9,12 +9,20 @@
 Pick the protocol with Locust's user classes: LinearHttpUser (the default when none is named) or
 LinearGrpcUser. Each request carries a random batch of 1..max_batch_size rows (the server's own
 config, read at start) or a fixed --batch-size. Every answer is checked against the torch reference
-of the committed weights (tritonops.contract); a wrong answer is a failure, not a success.
+of the committed weights (tritonops.contract's rules: shape, dtype, np.allclose's tolerance); a wrong
+answer is a failure, not a success.
+
+The request path is cheap, so Locust measures the server and not itself: at start each process builds
+a pool of requests (random batches, encoded as tritonclient encodes them) with their answers computed
+once by the torch reference; per request a user sends prepared bytes and compares the answer's values
+with the prepared ones (no torch, no tritonclient). `python -m tritonops.locustcost` prices it.
 """
 from __future__ import annotations
 
 import functools
+import itertools
 import logging
+import random
 import time
 from urllib.parse import urlsplit
 
@@ -24,13 +32,20 @@ import grpc.experimental.gevent as grpc_gevent
 grpc_gevent.init_gevent()
 
 import numpy as np  # noqa: E402
-from locust import FastHttpUser, User, constant_throughput, events, task  # noqa: E402
+from geventhttpclient import HTTPClient  # noqa: E402
+from locust import User, constant_throughput, events, task  # noqa: E402
+from locust.exception import CatchResponseError  # noqa: E402
 from locust.runners import WorkerRunner  # noqa: E402
 
 from tritonops import contract, settings  # noqa: E402
 
 log = logging.getLogger("loadtests.linear")
+contract.reference(contract.SEED_X)  # torch and the weights load now, before Locust starts its run and its clock
 DEFAULT_USER = "LinearHttpUser"
+# Requests prepared per process and protocol (a fixed --batch-size: all of that size; mixed sizes:
+# POOL_REQUESTS spread over them, at least POOL_MIN_PER_SIZE each). Users cycle through them.
+POOL_REQUESTS = 1024
+POOL_MIN_PER_SIZE = 16
 
 
 @events.init_command_line_parser.add_listener
@@ -97,14 +112,14 @@ def _max_batch_size(protocol: str, address: str) -> int:
     return int(config.get("max_batch_size", 0))
 
 
-def _batch_sizes(user: User, protocol: str, address: str) -> np.ndarray:
+def _batch_sizes(user: User, protocol: str, address: str) -> tuple[int, ...]:
     wanted = user.environment.parsed_options.batch_size
     limit = _max_batch_size(protocol, address)
     if limit <= 0:
         raise ValueError(f"model {contract.MODEL} on {address} has max_batch_size {limit}: it does not batch")
     if wanted < 0 or wanted > limit:
         raise ValueError(f"--batch-size {wanted} is outside 1..{limit} (max_batch_size of {contract.MODEL} on {address})")
-    return np.array([wanted]) if wanted else np.arange(1, limit + 1)
+    return (wanted,) if wanted else tuple(range(1, limit + 1))
 
 
 def _short(problem: str) -> str:
@@ -112,70 +127,131 @@ def _short(problem: str) -> str:
     return "wrong answer: " + problem.split(": row ")[0]
 
 
-class LinearHttpUser(FastHttpUser):
-    """POST /v2/models/linear/versions/1/infer; bodies built and answers parsed by tritonops.contract."""
+@functools.cache
+def _pool(protocol: str, sizes: tuple[int, ...]) -> list[tuple[object, contract.Expected]]:
+    """POOL_REQUESTS prepared requests (random batches of the given sizes) with their expected answers.
+
+    Built once per process and protocol at start: the torch reference runs here (once per batch size, on
+    all that size's rows), and each request is encoded here (HTTP: body and headers as tritonclient builds
+    them; gRPC: the serialized ModelInferRequest). Users cycle through it.
+    """
+    rng = np.random.default_rng()
+    per_size = max(POOL_MIN_PER_SIZE, POOL_REQUESTS // len(sizes))
+    pool = []
+    for rows in sizes:
+        xs = contract.random_batch(per_size * rows, rng)
+        wants = contract.reference(xs)  # one torch call for every request of this size
+        for i in range(per_size):
+            x, want = xs[i * rows:(i + 1) * rows], wants[i * rows:(i + 1) * rows]
+            if protocol == "grpc":
+                request = contract.grpc_request(x).SerializeToString()
+            else:
+                body, headers = contract.http_body(x, binary=protocol == "binary")
+                request = (body, headers)
+            pool.append((request, contract.expected(x, want)))
+    random.shuffle(pool)
+    return pool
+
+
+class LinearHttpUser(User):
+    """POST /v2/models/linear/versions/1/infer with prepared requests; every answer checked against the
+    torch reference computed at start (tritonops.contract's rules and messages)."""
 
     path = f"/v2/models/{contract.MODEL}/versions/{contract.VERSION}/infer"
 
     def on_start(self):
         url = urlsplit(self.host)
         self.binary = self.environment.parsed_options.binary
-        self.name = f"{contract.MODEL} [{'binary' if self.binary else 'json'}]"
-        self.rng = np.random.default_rng()
-        self.sizes = _batch_sizes(self, url.scheme or "http", url.netloc or url.path)
-
-    @task
-    def infer(self):
-        x = contract.random_batch(int(self.rng.choice(self.sizes)), self.rng)
-        body, headers = contract.http_body(x, self.binary)
-        with self.client.post(self.path, data=body, headers=headers, name=self.name, catch_response=True) as resp:
-            if resp.status_code != 200:
-                resp.failure(f"HTTP {resp.status_code}: {(resp.text or '')[:200]}")
-                return
-            try:
-                problem = contract.check_output(x, contract.parse_http_response(resp.content, resp.headers))
-            except Exception as exc:  # noqa: BLE001 - an unparsable answer is a failed request
-                problem = f"unparsable response: {type(exc).__name__}: {exc}"
-            if problem:
-                log.debug("%s: %s", self.name, problem)
-                resp.failure(_short(problem))
-            else:
-                resp.success()
-
-
-class LinearGrpcUser(User):
-    """ModelInfer over gRPC with tritonclient.grpc, reported to Locust like an HTTP request."""
-
-    def on_start(self):
-        opts = self.environment.parsed_options
-        http = urlsplit(self.host or "")
-        self.address = opts.grpc_host or f"{http.hostname or '127.0.0.1'}:{settings.port('grpc')}"
-        self.name = f"{contract.MODEL} [grpc]"
-        self.rng = np.random.default_rng()
-        self.sizes = _batch_sizes(self, "grpc", self.address)
-        self.client = _grpc_client(self.address)
+        protocol = "binary" if self.binary else "json"
+        self.name = f"{contract.MODEL} [{protocol}]"
+        sizes = _batch_sizes(self, url.scheme or "http", url.netloc or url.path)
+        pool = _pool(protocol, sizes)
+        self.requests = itertools.islice(itertools.cycle(pool), random.randrange(len(pool)), None)
+        # geventhttpclient's client, the one under FastHttpUser, without its session and user-agent layers
+        # (URL parsing, cookies, header objects, gzip: about half the client CPU per request). One keep-alive
+        # connection per user; no Accept-Encoding, so the server does not compress every answer.
+        self.client = HTTPClient(url.hostname or "127.0.0.1", url.port, ssl=url.scheme == "https", insecure=True,
+                                 connection_timeout=60, network_timeout=60, concurrency=1)
+        self.fire = self.environment.events.request.fire
 
     def on_stop(self):
         self.client.close()
 
     @task
     def infer(self):
-        from tritonclient.utils import InferenceServerException
+        request, want = next(self.requests)
+        error, body = None, b""
+        start = time.perf_counter()
+        try:
+            response = self.client.request("POST", self.path, *request)
+            body = response.read()
+            response.release()
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            if response.status_code != 200:
+                error = CatchResponseError(f"HTTP {response.status_code}: {body[:200].decode(errors='replace')}")
+            else:
+                try:
+                    if self.binary:
+                        length = response.get("inference-header-content-length")
+                        problem = contract.check_binary_answer(body, int(length) if length else None, want)
+                    else:
+                        problem = contract.check_json_answer(body, want)
+                except Exception as exc:  # noqa: BLE001 - an unparsable answer is a failed request
+                    problem = f"unparsable response: {type(exc).__name__}: {exc}"
+                if problem:
+                    log.debug("%s: %s", self.name, problem)
+                    error = CatchResponseError(_short(problem))
+        except Exception as exc:  # noqa: BLE001 - refused, reset, timed out: a failed request
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            error = exc
+        self.fire(request_type="POST", name=self.name, response_time=elapsed_ms, response_length=len(body),
+                  exception=error, context={})
 
-        x = contract.random_batch(int(self.rng.choice(self.sizes)), self.rng)
-        inputs, outputs = contract.grpc_inputs(x)
+
+class LinearGrpcUser(User):
+    """ModelInfer over gRPC with prepared, serialized requests, reported to Locust like an HTTP request;
+    every answer checked as over HTTP."""
+
+    def on_start(self):
+        import grpc
+        from tritonclient.grpc import service_pb2
+
+        opts = self.environment.parsed_options
+        http = urlsplit(self.host or "")
+        self.address = opts.grpc_host or f"{http.hostname or '127.0.0.1'}:{settings.port('grpc')}"
+        self.name = f"{contract.MODEL} [grpc]"
+        pool = _pool("grpc", _batch_sizes(self, "grpc", self.address))
+        self.requests = itertools.islice(itertools.cycle(pool), random.randrange(len(pool)), None)
+        self.channel = grpc.insecure_channel(self.address)
+        # bytes in (the prepared request), bytes out (parsed here, so its length is known)
+        self.model_infer = self.channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        self.parse = service_pb2.ModelInferResponse.FromString
+        self.rpc_error = grpc.RpcError
+        self.fire = self.environment.events.request.fire
+
+    def on_stop(self):
+        self.channel.close()
+
+    @task
+    def infer(self):
+        request, want = next(self.requests)
         error, length = None, 0
         start = time.perf_counter()
         try:
-            result = self.client.infer(contract.MODEL, inputs, model_version=contract.VERSION, outputs=outputs)
+            answer = self.model_infer(request)
             elapsed_ms = (time.perf_counter() - start) * 1000
-            length = result.get_response().ByteSize()
-            problem = contract.check_output(x, result.as_numpy(contract.OUTPUT))
+            length = len(answer)
+            try:
+                problem = contract.check_grpc_answer(self.parse(answer), want)
+            except Exception as exc:  # noqa: BLE001 - an unparsable answer is a failed request
+                problem = f"unparsable response: {type(exc).__name__}: {exc}"
             if problem:
                 log.debug("%s: %s", self.name, problem)
                 error = WrongAnswer(_short(problem))
-        except InferenceServerException as exc:
+        except self.rpc_error as exc:
+            from tritonclient.utils import InferenceServerException
+
             elapsed_ms = (time.perf_counter() - start) * 1000
-            error = exc
-        self.environment.events.request.fire(request_type="grpc", name=self.name, response_time=elapsed_ms,
-                                             response_length=length, exception=error, context={})
+            error = InferenceServerException(msg=exc.details(), status=str(exc.code()))  # as tritonclient says it
+        self.fire(request_type="grpc", name=self.name, response_time=elapsed_ms, response_length=length,
+                  exception=error, context={})

@@ -67,13 +67,25 @@ def test_gate_fails_on_wrong_answers(copy_of_shipped, serve_repo, lenient_thresh
     weights = copy_of_shipped / settings.MODEL_NAME / "1" / "linear" / "pytorch_model.bin"
     state = torch.load(weights, weights_only=True)
     torch.save({"weight": state["weight"] + 0.5, "bias": state["bias"]}, weights)  # a plausible, wrong model
-    code, out = gate(serve_repo(copy_of_shipped), tmp_path / "report", lenient_thresholds, "lenient", 2, "3s")
+    server = serve_repo(copy_of_shipped)
+    code, out = gate(server, tmp_path / "report", lenient_thresholds, "lenient", 2, "3s")
     assert code != 0 and "loadtest] Error 1" in out, out  # the gate's own exit code is 1
     assert "FAIL:" in out
     assert "requests failed; most frequent: linear [json]: wrong answer: output 'y' differs from the torch reference" in out
     got = figures(tmp_path / "report" / "summary.md")
     assert int(got["failed requests (client)"]) == int(got["requests sent"]) > 0
     assert got["failed inferences (server)"] == "0"  # the server thinks all is well; only the check sees it
+
+    # binary tensors and gRPC (one user each, one run): their answers are checked as strictly
+    code, out = gate(server, tmp_path / "others", lenient_thresholds, "lenient", 2, "3s", "--binary",
+                     f"--grpc-url {server.grpc_url}", "--locust-args 'LinearHttpUser LinearGrpcUser'")
+    assert code != 0 and "loadtest] Error 1" in out, out
+    failed = (tmp_path / "others" / "locust_failures.csv").read_text().splitlines()
+    for name in ("linear [binary]", "linear [grpc]"):
+        assert any(name in line and "wrong answer: output 'y' differs from the torch reference" in line
+                   for line in failed), failed
+    got = figures(tmp_path / "others" / "summary.md")
+    assert int(got["failed requests (client)"]) == int(got["requests sent"]) > 0
 
 
 def test_gate_fails_on_a_slow_server_with_the_committed_local_thresholds(copy_of_shipped, serve_repo, tmp_path):
