@@ -4,9 +4,13 @@ Each model gets its own real tritonserver (one at a time, free ports) and the sa
 sweep: HTTP, batch 1, concurrency 1, 4, 16, 64. The Locust file then loads the shipped model at
 concurrency 16 with the same request shape (binary tensors, batch 1) to show how close Locust gets
 to NVIDIA's C++ load generator, and perf_analyzer runs the target level once more through the
-gateway (this machine's haproxy, gateway/haproxy.cfg.j2) to price it. Writes bench.md (table),
-bench.png (plot) and the raw CSVs to reports/bench/, prints the table and the target ratios (all
-measured in this one run).
+gateway (this machine's haproxy, gateway/haproxy.cfg.j2) to price it. Every perf_analyzer level
+also shows the average batch the server formed (its statistics API, read around the level) and how
+many perf_analyzer calls it took (--tries). Then, for linear: an open-loop sweep at fractions of
+its measured maximum (bench_sweep: p50/p99 per offered rate, where p99 crosses the local-cpu SLO)
+and the config's tuning knobs against alternatives (bench_knobs: queue delay, instance count).
+Writes bench.md (tables), bench.png and bench-sweep.png (plots) and the raw CSVs to
+reports/bench/, prints the tables and the target ratios (all measured in this one run).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import contract, gateway, loadgate, metrics, perf_analyzer, settings
+from . import bench_knobs, bench_sweep, contract, gateway, loadgate, locustcost, metrics, perf_analyzer, serverstats, settings
 from .server import LocalServer, free_port
 
 BENCH_MODELS = settings.ROOT / "loadtests" / "bench_models"
@@ -35,11 +39,14 @@ TARGET_CONCURRENCY = 16
 SPEEDUP_OVER_SEED = 4.5
 SHARE_OF_FLOOR = 0.95
 P99_OVER_FLOOR = 1.1
-LOCUST_SHARE = 0.85
+LOCUST_SHARE = 0.7  # issue 14: Locust (binary, every answer checked) / perf_analyzer, sharing 2 cores with the server
+LOCUST_TOOL = "locust binary"  # the Locust row compared with perf_analyzer (the same request: HTTP binary, batch 1)
 GATEWAY_SHARE = 0.8  # issue 8: throughput through the gateway / direct, both on these 2 shared cores
 GATEWAY_TOOL = "perf_analyzer via gateway"
 # perf_analyzer's rule: a level is measured once max/min of its last 3 windows is within this many %.
 STABILITY_PCT = 25
+# perf_analyzer calls per level before it is reported as failed (it hangs now and then: perf_analyzer.py)
+TRIES = 3
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ class Row:
     queue_ms: float
     compute_ms: float
     client_cpu_us: float  # load generator CPU time per request (user + system)
+    tries: int = 0  # perf_analyzer calls the level took (0: not perf_analyzer)
+    avg_batch: float = 0.0  # server statistics over the level: inferences / executions (0: not read)
 
 
 def _children_cpu_s() -> float:
@@ -67,9 +76,16 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem_gib:.0f} GiB, {platform.system()} {platform.release()}, no GPU"
 
 
+def _row(model: str, tool: str, p: perf_analyzer.Point, cpu_us: float) -> Row:
+    return Row(model, tool, p.concurrency, p.throughput, p.p50_us / 1000, p.p99_us / 1000, p.queue_us / 1000,
+               p.compute_us / 1000, cpu_us, p.tries, p.avg_batch)
+
+
 def bench_model(name: str, repository: Path, concurrency: list[int], measurement_ms: int, out: Path,
                 locust_duration: str | None, notes: list[str], target_c: int = TARGET_CONCURRENCY,
-                stability_pct: float = STABILITY_PCT) -> list[Row]:
+                stability_pct: float = STABILITY_PCT, tries: int = TRIES,
+                sweep_fractions: tuple[float, ...] = (), found: dict | None = None) -> list[Row]:
+    """found, when given, receives "sweep" (bench_sweep.Sweep) for linear when sweep_fractions is set."""
     rows = []
     ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
     with LocalServer(repository, host="127.0.0.1", log_path=out / f"{name}.server.log", **ports) as server:
@@ -77,34 +93,43 @@ def bench_model(name: str, repository: Path, concurrency: list[int], measurement
         points, failed = perf_analyzer.run(server.http_url, contract.MODEL, concurrency,
                                            out / f"{name}.perf_analyzer.csv", measurement_ms=measurement_ms,
                                            stability_pct=stability_pct, log_path=out / "perf_analyzer.log",
-                                           headers=server.admin_headers())
+                                           headers=server.admin_headers(), tries=tries,
+                                           batch_probe=serverstats.prober(server.http_url, contract.MODEL,
+                                                                          server.admin_headers()))
         for level, why in failed.items():
             print(f"bench: {name}: perf_analyzer gave no result at concurrency {level}: {why}", flush=True)
             notes.append(f"{name}, concurrency {level}: perf_analyzer gave no result ({why}); see perf_analyzer.log")
         # perf_analyzer runs warm-up and several windows: CPU per request is spread over what the server counted.
         served = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"]
         cpu_per_req = (_children_cpu_s() - cpu) / served * 1e6 if served else 0.0
-        rows += [Row(name, "perf_analyzer", p.concurrency, p.throughput, p.p50_us / 1000, p.p99_us / 1000,
-                     p.queue_us / 1000, p.compute_us / 1000, cpu_per_req) for p in points]
+        rows += [_row(name, "perf_analyzer", p, cpu_per_req) for p in points]
         if name == "linear":
-            rows += through_gateway(server, target_c, measurement_ms, stability_pct, out, notes)
-        if locust_duration:
-            before = metrics.scrape(server.metrics_url, contract.MODEL)
-            cpu = _children_cpu_s()
-            result = loadgate.run_locust(f"http://{server.http_url}", target_c, locust_duration, out,
-                                         prefix=f"{name}.locust", binary=True, batch_size=1)
-            figures = metrics.difference(before, metrics.scrape(server.metrics_url, contract.MODEL))
-            if result.failures or not result.requests:
-                raise loadgate.GateError(f"Locust against {name}: {result.failures} of {result.requests} requests "
-                                         f"failed: {result.errors[:1] or result.log_errors[-1:]}")
-            rows.append(Row(name, "locust", target_c, result.rps, result.p50_ms, result.p99_ms,
-                            figures.avg_queue_us / 1000, figures.avg_compute_us / 1000,
-                            (_children_cpu_s() - cpu) / result.requests * 1e6))
+            rows += through_gateway(server, target_c, measurement_ms, stability_pct, out, notes, tries)
+        if name == "linear" and sweep_fractions and found is not None:
+            print(f"bench: {name}: open loop at {', '.join(f'{f:.0%}' for f in sweep_fractions)} of "
+                  f"{max(p.throughput for p in points):,.0f} infer/s ...", flush=True)
+            try:
+                found["sweep"] = bench_sweep.run(server, contract.MODEL, max(p.throughput for p in points), out,
+                                                 fractions=sweep_fractions, measurement_ms=measurement_ms,
+                                                 stability_pct=stability_pct, tries=tries)
+            except perf_analyzer.PerfAnalyzerError as exc:
+                print(f"bench: the open-loop sweep gave no result: {exc}", flush=True)
+                notes.append(f"open-loop sweep: no result ({exc})")
+            for rate, why in (found["sweep"].failed.items() if "sweep" in found else ()):
+                notes.append(f"{name}, open loop at {rate} req/s: perf_analyzer gave no result ({why})")
+        if locust_duration:  # each protocol priced over a window after warm-up (tritonops.locustcost); 0 failures
+            for protocol in locustcost.PROTOCOLS:
+                cost = locustcost.measure(server.http_url, server.grpc_url, server.metrics_url, protocol, target_c,
+                                          loadgate.run_seconds(locust_duration), out,
+                                          prefix=f"{name}.locust" + ("" if protocol == "binary" else f"-{protocol}"))
+                rows.append(Row(name, f"locust {protocol}", target_c, cost.throughput, cost.result.p50_ms,
+                                cost.result.p99_ms, cost.server.avg_queue_us / 1000,
+                                cost.server.avg_compute_us / 1000, cost.cpu_us))
     return rows
 
 
 def through_gateway(server: LocalServer, level: int, measurement_ms: int, stability_pct: float, out: Path,
-                    notes: list[str]) -> list[Row]:
+                    notes: list[str], tries: int = TRIES) -> list[Row]:
     """The same perf_analyzer level through the gateway (this machine's haproxy, the repo's template)."""
     try:
         backend = gateway.Backend("linear", "127.0.0.1", server.ports["http"], server.ports["grpc"], server.ports["metrics"])
@@ -113,7 +138,9 @@ def through_gateway(server: LocalServer, level: int, measurement_ms: int, stabil
             served, cpu = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"], _children_cpu_s()
             points, failed = perf_analyzer.run(gw.http_url, contract.MODEL, [level], out / "linear.gateway.perf_analyzer.csv",
                                                measurement_ms=measurement_ms, stability_pct=stability_pct,
-                                               log_path=out / "perf_analyzer.log", headers=server.admin_headers())
+                                               log_path=out / "perf_analyzer.log", headers=server.admin_headers(),
+                                               tries=tries, batch_probe=serverstats.prober(
+                                                   server.http_url, contract.MODEL, server.admin_headers()))
             # perf_analyzer's own CPU, as for the direct rows (haproxy is not reaped yet, so not counted)
             cpu = _children_cpu_s() - cpu
             served = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"] - served
@@ -121,8 +148,9 @@ def through_gateway(server: LocalServer, level: int, measurement_ms: int, stabil
         print(f"bench: the gateway was not measured: {exc}", flush=True)
         notes.append(f"linear through the gateway: not measured ({exc})")
         return []
-    return [Row("linear", GATEWAY_TOOL, p.concurrency, p.throughput, p.p50_us / 1000, p.p99_us / 1000,
-                p.queue_us / 1000, p.compute_us / 1000, cpu / served * 1e6 if served else 0.0) for p in points]
+    for lv, why in failed.items():
+        notes.append(f"linear through the gateway, concurrency {lv}: perf_analyzer gave no result ({why})")
+    return [_row("linear", GATEWAY_TOOL, p, cpu / served * 1e6 if served else 0.0) for p in points]
 
 
 def find(rows: list[Row], model: str, tool: str = "perf_analyzer", concurrency: int = TARGET_CONCURRENCY):
@@ -133,7 +161,7 @@ def targets(rows: list[Row], target_c: int = TARGET_CONCURRENCY) -> list[tuple[s
     """(target, measured, wanted, met) for each ratio whose inputs were measured."""
     out = []
     lin, seed, floor = (find(rows, m, concurrency=target_c) for m in ("linear", "seed", "identity"))
-    locust = find(rows, "linear", "locust", target_c)
+    locust = find(rows, "linear", LOCUST_TOOL, target_c)
     c = f"c={target_c}"
     if lin and seed:
         ratio = lin.throughput / seed.throughput
@@ -158,9 +186,10 @@ def targets(rows: list[Row], target_c: int = TARGET_CONCURRENCY) -> list[tuple[s
 def markdown(rows: list[Row], checks, header: str) -> str:
     body = loadgate.table(
         [(r.model, r.tool, str(r.concurrency), f"{r.throughput:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
-          f"{r.queue_ms:.3f}", f"{r.compute_ms:.3f}", f"{r.client_cpu_us:.0f}") for r in rows],
+          f"{r.queue_ms:.3f}", f"{r.compute_ms:.3f}", f"{r.client_cpu_us:.0f}",
+          f"{r.avg_batch:.2f}" if r.avg_batch else "-", str(r.tries) if r.tries else "-") for r in rows],
         ("model", "load generator", "concurrency", "infer/s", "p50 ms", "p99 ms", "server queue ms",
-         "server compute ms", "client CPU us/req"))
+         "server compute ms", "client CPU us/req", "avg batch", "tries"))
     parts = [header, "", body]
     if checks:
         parts += ["", loadgate.table([(n, m, w, "met" if ok else "MISSED") for n, m, w, ok in checks],
@@ -182,9 +211,9 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
             left.plot(xs, [p.throughput for p in pts], marker="o", label=model)
             right.plot(xs, [p.p99_ms for p in pts], marker="o", label=model)
     for r in rows:
-        if r.tool in ("locust", GATEWAY_TOOL):
-            style = {"marker": "*" if r.tool == "locust" else "D", "markersize": 10, "linestyle": ""}
-            label = f"{r.model} ({'Locust' if r.tool == 'locust' else 'through the gateway'})"
+        if r.tool == LOCUST_TOOL or r.tool == GATEWAY_TOOL:
+            style = {"marker": "*" if r.tool == LOCUST_TOOL else "D", "markersize": 10, "linestyle": ""}
+            label = f"{r.model} ({'Locust, binary' if r.tool == LOCUST_TOOL else 'through the gateway'})"
             left.plot([r.concurrency], [r.throughput], label=label, **style)
             right.plot([r.concurrency], [r.p99_ms], label=label, **style)
     levels = sorted({r.concurrency for r in rows})
@@ -201,9 +230,45 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def knob_lines(target_c: int, out: Path, measurement_ms: int, stability_pct: float, tries: int,
+               notes: list[str], alt_delay_us: int | None, alt_instances: int | None) -> tuple[list[Row], list[str]]:
+    """The config's tuning knobs, shipped then alternative back to back at target_c, one line each (bench_knobs)."""
+    extra, lines = [], []
+    for knob in bench_knobs.knobs(alt_delay_us, alt_instances):
+        print(f"bench: linear, {knob.name} {knob.shipped} then {knob.alternative} (knob check) ...", flush=True)
+        try:
+            results = bench_knobs.measure(knob, target_c, out, measurement_ms=measurement_ms,
+                                          stability_pct=stability_pct, tries=tries)
+        except perf_analyzer.PerfAnalyzerError as exc:
+            results = {w: ([], {target_c: str(exc)}) for w in ("shipped", "alternative")}
+        measured = {}
+        for which, value in (("shipped", knob.shipped), ("alternative", knob.alternative)):
+            label = f"linear, {knob.label(value)}" + (" (shipped)" if which == "shipped" else "")
+            points, failed = results[which]
+            for lv, why in failed.items():
+                notes.append(f"{label}, concurrency {lv}: perf_analyzer gave no result ({why})")
+            extra += [_row(label, "perf_analyzer", p, 0.0) for p in points]
+            measured[which] = extra[-1] if points else None
+        lines.append(bench_knobs.line(knob, measured["shipped"], measured["alternative"], target_c))
+    return extra, lines
+
+
+def tries_line(rows: list[Row], sweep, notes: list[str] = ()) -> str:
+    """How many perf_analyzer calls each level took, in one line, then the levels that got no result."""
+    parts = [f"{r.model}{' via gateway' if r.tool == GATEWAY_TOOL else ''} c{r.concurrency}: {r.tries}"
+             for r in rows if r.tries]
+    parts += [f"linear open loop {p.request_rate:.0f}/s: {p.tries}" for p in (sweep.points if sweep else [])]
+    failed = [n.split(": perf_analyzer gave no result")[0] for n in notes if ": perf_analyzer gave no result" in n]
+    return ("perf_analyzer tries per level (1 = first call measured): " + ", ".join(parts)
+            + (f"; no result after all tries: {'; '.join(failed)}" if failed else ""))
+
+
 def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None, out: Path,
         models: list[str], target_c: int = TARGET_CONCURRENCY,
-        stability_pct: float = STABILITY_PCT) -> tuple[str, list[tuple[str, str, str, bool]]]:
+        stability_pct: float = STABILITY_PCT, tries: int = TRIES,
+        sweep_fractions: tuple[float, ...] = bench_sweep.FRACTIONS,
+        alt_delay_us: int | None = bench_knobs.ALT_QUEUE_DELAY_US,
+        alt_instances: int | None = bench_knobs.ALT_INSTANCES) -> tuple[str, list[tuple[str, str, str, bool]]]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "perf_analyzer.log").unlink(missing_ok=True)
     perf_analyzer.ensure()
@@ -211,20 +276,39 @@ def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None
     started = time.time()
     rows: list[Row] = []
     notes: list[str] = []
+    found: dict = {}
     for name in models:
         repository, what = MODELS[name]
         print(f"bench: {name} ({what}) ...", flush=True)
         rows += bench_model(name, repository, concurrency, measurement_ms, out,
-                            locust_duration if name == "linear" else None, notes, target_c, stability_pct)
+                            locust_duration if name == "linear" else None, notes, target_c, stability_pct,
+                            tries, sweep_fractions, found)
+    knobs: list[str] = []
+    if "linear" in models:
+        extra, knobs = knob_lines(target_c, out, measurement_ms, stability_pct, tries, notes,
+                                  alt_delay_us, alt_instances)
+        rows += extra
+    sweep = found.get("sweep")
     load_after = os.getloadavg()
     checks = targets(rows, target_c)
     header = (f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {machine()}. "
               f"perf_analyzer {settings.get('CPU_TRITON_VERSION')} over HTTP (binary tensors, batch 1, "
               f"{measurement_ms} ms windows, stable within {stability_pct:g}%); Locust: loadtests/linear.py, {target_c} users, "
-              f"--binary --batch-size 1, {locust_duration or 'not run'}. Load average (1 min) "
+              f"--batch-size 1, JSON, binary and gRPC, each measured over a {locust_duration or '(not run)'} window after "
+              f"warm-up (client CPU: Locust's process tree / requests the server answered in it). Load average (1 min) "
               f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; run took {time.time() - started:.0f} s.")
-    text = markdown(rows, checks, header) + "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
+    text = markdown(rows, checks, header)
+    if knobs:
+        text += "\nTuning knobs in model_repository/linear/config.pbtxt, measured in this run:\n\n" + "".join(
+            f"- {k}\n" for k in knobs)
+    if sweep:
+        text += "\n" + bench_sweep.markdown(sweep)
+    text += "\n" + tries_line(rows, sweep, notes) + "\n"
+    text += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
     (out / "bench.md").write_text(text)
+    if sweep and sweep.points:
+        bench_sweep.plot(sweep, out / "bench-sweep.png", f"{contract.MODEL}: latency against offered load, "
+                                                          f"{time.strftime('%Y-%m-%d', time.gmtime(started))}")
     plot(rows, out / "bench.png", f"{contract.MODEL}: Triton {settings.get('CPU_TRITON_VERSION')} Python backend on "
                                   f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d', time.gmtime(started))}")
     return text, checks
@@ -241,6 +325,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="level the target ratios compare at, and Locust's user count")
     parser.add_argument("--stability-percentage", type=float, default=STABILITY_PCT,
                         help="perf_analyzer -s: how far (max/min, %%) the last 3 windows of a level may spread")
+    parser.add_argument("--tries", type=int, default=TRIES, help="perf_analyzer calls per level before it is failed")
+    parser.add_argument("--sweep-fractions", default=",".join(f"{f:g}" for f in bench_sweep.FRACTIONS),
+                        help="open-loop request rates, as fractions of linear's measured maximum; empty skips it")
+    parser.add_argument("--knob-queue-delay-us", default=str(bench_knobs.ALT_QUEUE_DELAY_US),
+                        help="queue delay (us) to compare the shipped one with, at the target concurrency; empty skips")
+    parser.add_argument("--knob-instances", default=str(bench_knobs.ALT_INSTANCES),
+                        help="instance count to compare the shipped one with, at the target concurrency; empty skips")
     parser.add_argument("--report-dir", type=Path, default=REPORTS)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     a = parser.parse_args(argv)
@@ -250,18 +341,26 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--concurrency {a.concurrency!r}: expected integers like 1,4,16,64")
     if not levels or min(levels) < 1:
         parser.error(f"--concurrency {a.concurrency!r}: levels must be >= 1")
+    try:
+        fractions = tuple(float(f) for f in a.sweep_fractions.split(",") if f.strip())
+        alt_delay, alt_instances = (int(v) if v.strip() else None for v in (a.knob_queue_delay_us, a.knob_instances))
+    except ValueError:
+        parser.error("--sweep-fractions takes numbers like 0.25,0.5; --knob-* take integers (or nothing)")
+    if any(not 0 < f <= 2 for f in fractions) or a.tries < 1:
+        parser.error("--sweep-fractions must lie in (0, 2]; --tries must be >= 1")
     models = [m.strip() for m in a.models.split(",") if m.strip()]
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         parser.error(f"--models {a.models!r}: unknown {unknown}; choose from {', '.join(MODELS)}")
     try:
         text, checks = run(levels, a.measurement_ms, None if a.locust_duration in ("", "0") else a.locust_duration,
-                           a.report_dir, models, a.target_concurrency, a.stability_percentage)
-    except (perf_analyzer.PerfAnalyzerError, loadgate.GateError, metrics.MetricsError) as exc:
+                           a.report_dir, models, a.target_concurrency, a.stability_percentage, a.tries, fractions,
+                           alt_delay, alt_instances)
+    except (perf_analyzer.PerfAnalyzerError, loadgate.GateError, metrics.MetricsError, serverstats.StatsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(text, end="")
-    print(f"\nwrote {a.report_dir}/bench.md, bench.png and the raw CSVs")
+    print(f"\nwrote {a.report_dir}/bench.md, bench.png{', bench-sweep.png' if fractions else ''} and the raw CSVs")
     return 1 if a.strict and not all(ok for *_, ok in checks) else 0
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from . import settings
@@ -89,7 +90,8 @@ def environment() -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Point:
-    """One concurrency level of a perf_analyzer run (latencies in microseconds, as it reports them)."""
+    """One level of a perf_analyzer run (latencies in microseconds, as it reports them): a concurrency
+    (closed loop) or, with request_rate > 0, an offered request rate (open loop, concurrency 0)."""
 
     concurrency: int
     throughput: float  # inferences per second
@@ -100,10 +102,14 @@ class Point:
     avg_us: float  # average client-side latency
     queue_us: float  # server queue time per request
     compute_us: float  # server compute input + infer + output per request
+    request_rate: float = 0.0  # offered requests/s (open loop); 0 in concurrency mode
+    tries: int = 1  # perf_analyzer calls this level took (hangs and unstable windows are retried)
+    avg_batch: float = 0.0  # server statistics over the level: inferences / executions (0: not read)
+    delayed_pct: float = 0.0  # open loop: share of requests perf_analyzer sent late (it could not keep up)
 
 
 def parse_csv(path: Path) -> list[Point]:
-    """perf_analyzer's `-f` CSV: one row per concurrency level."""
+    """perf_analyzer's `-f` CSV: one row per level (a "Concurrency" or a "Request Rate" column)."""
     points = []
     with open(path, newline="") as f:
         for row in csv.DictReader(f):
@@ -111,7 +117,8 @@ def parse_csv(path: Path) -> list[Point]:
                 client = ("Client Send", "Network+Server Send/Recv", "Server Queue", "Server Compute Input",
                           "Server Compute Infer", "Server Compute Output", "Client Recv")
                 points.append(Point(
-                    concurrency=int(row["Concurrency"]),
+                    concurrency=int(row.get("Concurrency") or 0),
+                    request_rate=float(row.get("Request Rate") or 0),
                     throughput=float(row["Inferences/Second"]),
                     p50_us=float(row["p50 latency"]), p90_us=float(row["p90 latency"]),
                     p95_us=float(row["p95 latency"]), p99_us=float(row["p99 latency"]),
@@ -127,20 +134,39 @@ def parse_csv(path: Path) -> list[Point]:
 
 def run(url: str, model: str, concurrency: list[int], csv_path: Path, *, batch_size: int = 1,
         measurement_ms: int = 4000, max_trials: int = 6, stability_pct: float = 25, log_path: Path | None = None,
-        headers: dict[str, str] | None = None) -> tuple[list[Point], dict[int, str]]:
+        headers: dict[str, str] | None = None, tries: int = 3, batch_probe=None) -> tuple[list[Point], dict[int, str]]:
     """Sweep concurrency levels over HTTP against url (host:port): a Point per measured level (all in
     csv_path), and why for each level that could not be measured (the sweep goes on without it).
 
     --concurrency-range only steps arithmetically (1,4,16,64 is not), so each level is its own call.
     headers go on every request (-H): the admin key, without which its server-side statistics call is
     refused and it exits 99 ("This API is restricted"). The log shows their names, never their values.
+    Each level gets up to `tries` calls; Point.tries says how many it took. batch_probe (a callable
+    returning serverstats.BatchCounts) is read around the try that measured, for Point.avg_batch.
     """
+    return _sweep(url, model, [(level, ["--concurrency-range", str(level)]) for level in concurrency], csv_path,
+                  batch_size=batch_size, measurement_ms=measurement_ms, max_trials=max_trials,
+                  stability_pct=stability_pct, log_path=log_path, headers=headers, tries=tries, batch_probe=batch_probe)
+
+
+def run_rates(url: str, model: str, rates: list[int], csv_path: Path, *, max_threads: int = 16,
+              **kwargs) -> tuple[list[Point], dict[int, str]]:
+    """Open loop: each offered request rate (requests/s, --request-rate-range) in its own call, requests
+    sent on schedule whether or not earlier ones answered, from up to max_threads client threads.
+    Same keyword arguments, retries and result as run(); failed is keyed by rate."""
+    return _sweep(url, model, [(rate, ["--request-rate-range", str(rate), "--max-threads", str(max_threads)])
+                               for rate in rates], csv_path, **kwargs)
+
+
+def _sweep(url: str, model: str, levels: list[tuple[int, list[str]]], csv_path: Path, *, batch_size: int = 1,
+           measurement_ms: int = 4000, max_trials: int = 6, stability_pct: float = 25, log_path: Path | None = None,
+           headers: dict[str, str] | None = None, tries: int = 3, batch_probe=None) -> tuple[list[Point], dict[int, str]]:
     binary = ensure()
-    parts, failed = [], {}
-    for level in concurrency:
-        part = csv_path.with_name(f"{csv_path.stem}.c{level}{csv_path.suffix}")
-        cmd = [str(binary), "-m", model, "-u", url, "-i", "http", "-b", str(batch_size),
-               "--concurrency-range", str(level), "--measurement-mode", "time_windows",
+    parts, failed, took, batch, delayed = [], {}, {}, {}, {}
+    for level, level_args in levels:
+        part = csv_path.with_name(f"{csv_path.stem}.l{level}{csv_path.suffix}")
+        cmd = [str(binary), "-m", model, "-u", url, "-i", "http", "-b", str(batch_size), *level_args,
+               "--measurement-mode", "time_windows",
                "--measurement-interval", str(measurement_ms), "--max-trials", str(max_trials),
                # a shared 2-core box rarely holds the default 10% between windows
                "--stability-percentage", f"{stability_pct:g}", "-f", str(part)]
@@ -148,9 +174,10 @@ def run(url: str, model: str, concurrency: list[int], csv_path: Path, *, batch_s
         cmd += [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}:{value}")]
         # It hangs now and then after its first pass (client memory growing, the server idle with
         # nothing pending), against fast models at c >= 16 even on a quiet box: about half the
-        # runs of identity at c=16 here. Bound each try and make three.
+        # runs of identity at c=16 here. Bound each try and make several.
         limit = measurement_ms / 1000 * (max_trials + 2) + 20
-        for attempt in (1, 2, 3):
+        for attempt in range(1, tries + 1):
+            before = batch_probe() if batch_probe else None
             try:
                 done = subprocess.run(cmd, env=environment(), capture_output=True, text=True, timeout=limit)
                 output = done.stdout + done.stderr
@@ -159,18 +186,28 @@ def run(url: str, model: str, concurrency: list[int], csv_path: Path, *, batch_s
                     o.decode() if isinstance(o, bytes) else (o or "") for o in (exc.stdout, exc.stderr))
             if log_path:
                 with open(log_path, "a") as log:
-                    log.write(f"$ {shown}\n{output}\n")
+                    log.write(f"$ {shown}\n(try {attempt} of {tries}) {output}\n")
             if done is not None and done.returncode == 0:
                 parts.append(part)
+                took[level] = attempt
+                late = re.findall(r"([0-9.]+)% of the requests were delayed", output)
+                delayed[level] = max(map(float, late), default=0.0)
+                if batch_probe:
+                    batch[level] = (batch_probe() - before).avg_batch
                 break
-            if attempt == 3:
+            if attempt == tries:
                 last = [line.strip() for line in output.strip().splitlines() if line.strip()][-1:]
                 failed[level] = (f"exit {done.returncode}" if done else f"no result in {limit:.0f} s") + (
-                    f": {last[0]}" if last else "")
+                    f": {last[0]}" if last else "") + f" (all {tries} tries failed)"
     if not parts:
         raise PerfAnalyzerError(f"perf_analyzer measured no level against {url}: {failed}")
     _merge_csv(parts, csv_path)
-    return parse_csv(csv_path), failed
+    points = parse_csv(csv_path)
+    measured = [level for level, _ in levels if level in took]
+    if len(points) != len(measured):
+        raise PerfAnalyzerError(f"{csv_path}: {len(points)} rows for {len(measured)} measured levels {measured}")
+    return [replace(p, tries=took[lv], avg_batch=batch.get(lv, 0.0), delayed_pct=delayed[lv])
+            for p, lv in zip(points, measured)], failed
 
 
 def _merge_csv(parts: list[Path], dest: Path) -> None:

@@ -6,6 +6,7 @@ It must pass on a busy box, so perf_analyzer's stability rule is relaxed (max/mi
 windows within 1000%, not the bench's 25%): on a loaded 2-core box a level could spread past 25%
 in every window and get no number at all, which failed this test (issue 13). What the test still
 demands is a number for every model and level: a broken perf_analyzer or bench model fails it.
+The open-loop sweep runs one rate and the knob check one knob (queue delay): each path end to end.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def test_perf_analyzer_comes_from_the_pinned_wheel():
 
 def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
     args = (f"--concurrency 1,4 --target-concurrency 4 --measurement-ms 500 --stability-percentage 1000 "
-            f"--locust-duration 3s --report-dir {tmp_path}")
+            f"--locust-duration 3s --sweep-fractions 0.5 --knob-instances= --report-dir {tmp_path}")
     done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", "bench", f"BENCH_ARGS={args}"],
                           cwd=settings.ROOT, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -39,14 +40,35 @@ def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
             points = list(csv.DictReader(f))
         assert [int(p["Concurrency"]) for p in points] == [1, 4]
         assert all(float(p["Inferences/Second"]) > 0 for p in points)
+    cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
+    header = [c.strip() for c in next(line for line in table.splitlines() if line.startswith("| model ")
+                                      ).strip().strip("|").split("|")]
+    batch, tries = header.index("avg batch"), header.index("tries")
+    measured = [c for c in cells if len(c) == len(header) and c[1].startswith("perf_analyzer")]
+    assert len(measured) >= 8, table  # 3 models x 2 levels, the gateway (if any), the knob's two values
+    for c in measured:  # server statistics read around every level: a batch is at least one request
+        assert float(c[batch]) >= 1 and int(c[tries]) >= 1, c
+    assert "perf_analyzer tries per level" in done.stdout
+    # knob check: the shipped queue delay against 1000 us, one line with both figures
+    knob = [line for line in table.splitlines() if line.startswith("- max_queue_delay_microseconds (c=4)")]
+    assert len(knob) == 1 and "shipped 0:" in knob[0] and "; 1000:" in knob[0], table
+    for value in (0, 1000):  # the shipped value is measured again, right before the alternative
+        with open(tmp_path / f"knob-max-queue-delay-microseconds-{value}.perf_analyzer.csv", newline="") as f:
+            assert [int(p["Concurrency"]) for p in csv.DictReader(f)] == [4], value
+    # open loop at half the maximum: a row with p50/p99, its CSV, the SLO crossing and its plot
+    with open(tmp_path / "linear.sweep.perf_analyzer.csv", newline="") as f:
+        (rate,) = list(csv.DictReader(f))
+    assert float(rate["Request Rate"]) > 0 and float(rate["Inferences/Second"]) > 0 and float(rate["p99 latency"]) > 0
+    assert f"| {int(rate['Request Rate']):,} " in table and "| 50% " in table, table
+    assert "p99 crosses the local-cpu SLO (20 ms" in table
     assert any("| linear " in r and "| locust " in r and "| 4 " in r for r in rows)
     gateway_measured = shutil.which("haproxy") is not None  # the bench says why not, otherwise
     assert any("| perf_analyzer via gateway " in r and "| 4 " in r for r in rows) == gateway_measured, table
-    for name in ("linear.locust_stats.csv", "linear.locust.html", "bench.png"):
+    for name in ("linear.locust_stats.csv", "linear.locust.html", "bench.png", "bench-sweep.png"):
         assert (tmp_path / name).stat().st_size > 0, name
-    assert (tmp_path / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("bench.png", "bench-sweep.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     # every target ratio is reported with its verdict (which one it is depends on this machine)
-    cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
     targets = [c for c in cells if c[-1] in ("met", "MISSED")]
     assert [c[0].split(",")[0] for c in targets] == [
         "linear / seed throughput", "linear / identity floor throughput", "linear / identity floor p99",
