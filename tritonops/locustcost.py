@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -115,6 +116,10 @@ def measure(http_url: str, grpc_url: str, metrics_url: str, protocol: str, users
         # SIGINT, as Ctrl-C: Locust stops its users and writes its HTML report and final stats (SIGTERM skips the report)
         run.proc.send_signal(signal.SIGINT)
         run.proc.wait(timeout=loadgate.EXIT_MARGIN_S)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        raise loadgate.GateError(f"Locust did not exit within {loadgate.EXIT_MARGIN_S:g} s of SIGINT: killed; "
+                                 f"its log ({run.log}):\n{loadgate._tail(run.log)}") from None
     except BaseException:
         run.kill()
         raise

@@ -5,6 +5,7 @@ asserted except against a server made slow on purpose (the committed local-cpu S
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import torch
@@ -150,3 +151,20 @@ def test_gate_runs_a_distributed_master_with_a_worker(shipped_server, lenient_th
     assert code == 0, out
     got = figures(tmp_path / "summary.md")
     assert int(got["requests sent"]) == int(got["server: successful requests"]) > 0
+
+
+def test_locustcost_stops_locust_started_with_sigint_ignored(shipped_server, tmp_path):
+    """A background job (`make test &` from a script) starts with SIGINT ignored, and so did every Locust
+    it ran. tritonops.locustcost ends Locust with SIGINT (Ctrl-C, so that the HTML report is written):
+    the Locust file takes SIGINT back, or this run waits 120 s and fails (it did, 2 runs of 2)."""
+    ignore_sigint_then_exec = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                               "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+    done = subprocess.run(
+        [sys.executable, "-c", ignore_sigint_then_exec, "-m", "tritonops.locustcost",
+         "--url", shipped_server.http_url, "--grpc-url", shipped_server.grpc_url,
+         "--metrics-url", shipped_server.metrics_url, "--protocols", "json", "--users", "2", "--window", "1",
+         "--report-dir", str(tmp_path)],
+        cwd=settings.ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "json   users 2:" in done.stdout and ", 0 failed)" in done.stdout, done.stdout
+    assert (tmp_path / "locust-json.html").stat().st_size > 0  # written on SIGINT only (SIGTERM skips it)
