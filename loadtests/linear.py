@@ -46,11 +46,18 @@ contract.reference(contract.SEED_X)  # torch and the weights load now, before Lo
 # That load blocks for seconds before gevent's loop runs, and the loop's cached clock stays where it was:
 # Locust's -t timer, started from it, fired that much early (a 3 s run stopped after 0.8 s with 0 requests).
 gevent.get_hub().loop.update_now()
-# Ctrl-C (SIGINT) ends a run with its reports written, as Locust documents, also when Locust was started
-# from a background job: such a job starts with SIGINT ignored (POSIX), Python then installs no handler,
-# and SIGINT did nothing (`make test &` hung in tritonops.locustcost, which stops Locust that way).
-if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _interrupt_main() -> None:
+    """Ctrl-C, delivered as Locust's main greenlet expects it: it writes the HTML report and stops."""
+    gevent.get_hub().parent.throw(KeyboardInterrupt)
+
+
+# SIGINT (Ctrl-C; tritonops.locustcost stops Locust with it) is taken through gevent's hub, as Locust
+# takes SIGTERM. Python's own handler raised KeyboardInterrupt in whichever greenlet ran: inside a gRPC
+# call it left a lock held and Locust hung at exit (1 bench smoke run in 3 under load). It also takes
+# SIGINT back when Locust starts with it ignored, as a background job (`make test &`) does (POSIX).
+gevent.signal_handler(signal.SIGINT, _interrupt_main)
 DEFAULT_USER = "LinearHttpUser"
 # Requests prepared per process and protocol (a fixed --batch-size: all of that size; mixed sizes:
 # POOL_REQUESTS spread over them, at least POOL_MIN_PER_SIZE each). Users cycle through them.
