@@ -36,7 +36,6 @@ import gevent  # noqa: E402
 import numpy as np  # noqa: E402
 from geventhttpclient import HTTPClient  # noqa: E402
 from locust import User, constant_throughput, events, task  # noqa: E402
-from locust.exception import CatchResponseError  # noqa: E402
 from locust.runners import WorkerRunner  # noqa: E402
 
 from tritonops import contract, settings  # noqa: E402
@@ -112,7 +111,20 @@ def _grpc_client(address: str):
 
 
 class WrongAnswer(Exception):
-    """A response that arrived but is not the model's answer."""
+    """A response that arrived but is not the model's answer (an HTTP error status, a wrong value)."""
+
+
+def _verdict(name: str, check) -> WrongAnswer | None:
+    """Run an answer check (a callable returning the problem, or None when the answer is right) as a
+    Locust failure: an answer that does not even parse is a wrong answer too."""
+    try:
+        problem = check()
+    except Exception as exc:  # noqa: BLE001 - an unparsable answer is a failed request
+        problem = f"unparsable response: {type(exc).__name__}: {exc}"
+    if not problem:
+        return None
+    log.debug("%s: %s", name, problem)
+    return WrongAnswer(_short(problem))
 
 
 @functools.cache
@@ -205,19 +217,13 @@ class LinearHttpUser(User):
             response.release()
             elapsed_ms = (time.perf_counter() - start) * 1000
             if response.status_code != 200:
-                error = CatchResponseError(f"HTTP {response.status_code}: {body[:200].decode(errors='replace')}")
+                error = WrongAnswer(f"HTTP {response.status_code}: {body[:200].decode(errors='replace')}")
+            elif self.binary:
+                length = response.get("inference-header-content-length")
+                error = _verdict(self.name, lambda: contract.check_binary_answer(
+                    body, int(length) if length else None, want))
             else:
-                try:
-                    if self.binary:
-                        length = response.get("inference-header-content-length")
-                        problem = contract.check_binary_answer(body, int(length) if length else None, want)
-                    else:
-                        problem = contract.check_json_answer(body, want)
-                except Exception as exc:  # noqa: BLE001 - an unparsable answer is a failed request
-                    problem = f"unparsable response: {type(exc).__name__}: {exc}"
-                if problem:
-                    log.debug("%s: %s", self.name, problem)
-                    error = CatchResponseError(_short(problem))
+                error = _verdict(self.name, lambda: contract.check_json_answer(body, want))
         except Exception as exc:  # noqa: BLE001 - refused, reset, timed out: a failed request
             elapsed_ms = (time.perf_counter() - start) * 1000
             error = exc
@@ -258,13 +264,7 @@ class LinearGrpcUser(User):
             answer = self.model_infer(request)
             elapsed_ms = (time.perf_counter() - start) * 1000
             length = len(answer)
-            try:
-                problem = contract.check_grpc_answer(self.parse(answer), want)
-            except Exception as exc:  # noqa: BLE001 - an unparsable answer is a failed request
-                problem = f"unparsable response: {type(exc).__name__}: {exc}"
-            if problem:
-                log.debug("%s: %s", self.name, problem)
-                error = WrongAnswer(_short(problem))
+            error = _verdict(self.name, lambda: contract.check_grpc_answer(self.parse(answer), want))
         except self.rpc_error as exc:
             from tritonclient.utils import InferenceServerException
 

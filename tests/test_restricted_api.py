@@ -4,7 +4,6 @@ metadata and config stay open."""
 from __future__ import annotations
 
 import ipaddress
-import os
 import signal
 import socket
 import subprocess
@@ -99,11 +98,11 @@ def test_perf_analyzer_reads_server_statistics_with_the_key_only(server, tmp_pat
     """`make bench`'s perf_analyzer asks the restricted statistics API for the server-side split:
     refused without the key (exit 99), measured with it (-H), and its log names the header, not the key."""
     log = tmp_path / "perf_analyzer.log"
-    args = dict(measurement_ms=500, max_trials=3, stability_pct=1000, log_path=log)
+    opts = perf_analyzer.Options(measurement_ms=500, max_trials=3, stability_pct=1000, log_path=log)
     with pytest.raises(perf_analyzer.PerfAnalyzerError, match="This API is restricted"):
-        perf_analyzer.run(server.http_url, contract.MODEL, [1], tmp_path / "without.csv", **args)
-    (point,), failed = perf_analyzer.run(server.http_url, contract.MODEL, [1], tmp_path / "with.csv",
-                                         headers=server.admin_headers(), **args)
+        perf_analyzer.run(server.http_url, contract.MODEL, [1], tmp_path / "without.csv", opts)
+    (point,), failed = perf_analyzer.run(server.http_url, contract.MODEL, [1], tmp_path / "with.csv", opts,
+                                         headers=server.admin_headers())
     assert not failed and point.throughput > 0 and point.compute_us > 0
     assert f"-H {adminkey.header()}:***" in log.read_text() and server.admin_key not in log.read_text()
 

@@ -20,10 +20,11 @@ import platform
 import resource
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import bench_knobs, bench_sweep, contract, gateway, loadgate, locustcost, metrics, perf_analyzer, serverstats, settings
+from . import (bench_knobs, bench_sweep, contract, gateway, loadgate, locustcost, metrics, perf_analyzer, plots,
+               serverstats, settings)
 from .server import LocalServer, free_port
 
 BENCH_MODELS = settings.ROOT / "loadtests" / "bench_models"
@@ -43,10 +44,8 @@ LOCUST_SHARE = 0.7  # issue 14: Locust (binary, every answer checked) / perf_ana
 LOCUST_TOOL = "locust binary"  # the Locust row compared with perf_analyzer (the same request: HTTP binary, batch 1)
 GATEWAY_SHARE = 0.8  # issue 8: throughput through the gateway / direct, both on these 2 shared cores
 GATEWAY_TOOL = "perf_analyzer via gateway"
-# perf_analyzer's rule: a level is measured once max/min of its last 3 windows is within this many %.
-STABILITY_PCT = 25
-# perf_analyzer calls per level before it is reported as failed (it hangs now and then: perf_analyzer.py)
-TRIES = 3
+# perf_analyzer's windows, stability rule and retries: perf_analyzer.Options' defaults
+DEFAULTS = perf_analyzer.Options()
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class Row:
     p99_ms: float
     queue_ms: float
     compute_ms: float
-    client_cpu_us: float  # load generator CPU time per request (user + system)
+    client_cpu_us: float  # load generator CPU time per request (user + system); 0: not priced
     tries: int = 0  # perf_analyzer calls the level took (0: not perf_analyzer)
     avg_batch: float = 0.0  # server statistics over the level: inferences / executions (0: not read)
 
@@ -81,21 +80,16 @@ def _row(model: str, tool: str, p: perf_analyzer.Point, cpu_us: float) -> Row:
                p.compute_us / 1000, cpu_us, p.tries, p.avg_batch)
 
 
-def bench_model(name: str, repository: Path, concurrency: list[int], measurement_ms: int, out: Path,
+def bench_model(name: str, repository: Path, concurrency: list[int], opts: perf_analyzer.Options, out: Path,
                 locust_duration: str | None, notes: list[str], target_c: int = TARGET_CONCURRENCY,
-                stability_pct: float = STABILITY_PCT, tries: int = TRIES,
                 sweep_fractions: tuple[float, ...] = (), found: dict | None = None) -> list[Row]:
     """found, when given, receives "sweep" (bench_sweep.Sweep) for linear when sweep_fractions is set."""
     rows = []
     ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
     with LocalServer(repository, host="127.0.0.1", log_path=out / f"{name}.server.log", **ports) as server:
         cpu = _children_cpu_s()
-        points, failed = perf_analyzer.run(server.http_url, contract.MODEL, concurrency,
-                                           out / f"{name}.perf_analyzer.csv", measurement_ms=measurement_ms,
-                                           stability_pct=stability_pct, log_path=out / "perf_analyzer.log",
-                                           headers=server.admin_headers(), tries=tries,
-                                           batch_probe=serverstats.prober(server.http_url, contract.MODEL,
-                                                                          server.admin_headers()))
+        points, failed = perf_analyzer.against(server, contract.MODEL, out / f"{name}.perf_analyzer.csv", opts,
+                                               concurrency=concurrency)
         for level, why in failed.items():
             print(f"bench: {name}: perf_analyzer gave no result at concurrency {level}: {why}", flush=True)
             notes.append(f"{name}, concurrency {level}: perf_analyzer gave no result ({why}); see perf_analyzer.log")
@@ -104,14 +98,14 @@ def bench_model(name: str, repository: Path, concurrency: list[int], measurement
         cpu_per_req = (_children_cpu_s() - cpu) / served * 1e6 if served else 0.0
         rows += [_row(name, "perf_analyzer", p, cpu_per_req) for p in points]
         if name == "linear":
-            rows += through_gateway(server, target_c, measurement_ms, stability_pct, out, notes, tries)
+            direct = next((p.throughput for p in points if p.concurrency == target_c), 0.0)
+            rows += through_gateway(server, target_c, opts, out, notes, direct)
         if name == "linear" and sweep_fractions and found is not None:
             print(f"bench: {name}: open loop at {', '.join(f'{f:.0%}' for f in sweep_fractions)} of "
                   f"{max(p.throughput for p in points):,.0f} infer/s ...", flush=True)
             try:
                 found["sweep"] = bench_sweep.run(server, contract.MODEL, max(p.throughput for p in points), out,
-                                                 fractions=sweep_fractions, measurement_ms=measurement_ms,
-                                                 stability_pct=stability_pct, tries=tries)
+                                                 opts, fractions=sweep_fractions)
             except perf_analyzer.PerfAnalyzerError as exc:
                 print(f"bench: the open-loop sweep gave no result: {exc}", flush=True)
                 notes.append(f"open-loop sweep: no result ({exc})")
@@ -128,19 +122,17 @@ def bench_model(name: str, repository: Path, concurrency: list[int], measurement
     return rows
 
 
-def through_gateway(server: LocalServer, level: int, measurement_ms: int, stability_pct: float, out: Path,
-                    notes: list[str], tries: int = TRIES) -> list[Row]:
-    """The same perf_analyzer level through the gateway (this machine's haproxy, the repo's template)."""
+def through_gateway(server: LocalServer, level: int, opts: perf_analyzer.Options, out: Path, notes: list[str],
+                    direct: float = 0.0) -> list[Row]:
+    """The same perf_analyzer level through the gateway (this machine's haproxy, the repo's template);
+    direct: that level's throughput without it (infer/s, 0 if unknown), which sizes the windows."""
     try:
         backend = gateway.Backend("linear", "127.0.0.1", server.ports["http"], server.ports["grpc"], server.ports["metrics"])
         ports = {k: free_port() for k in ("http", "grpc", "metrics", "stats")}
         with gateway.LocalGateway([backend], out / "gateway", ports) as gw:
             served, cpu = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"], _children_cpu_s()
-            points, failed = perf_analyzer.run(gw.http_url, contract.MODEL, [level], out / "linear.gateway.perf_analyzer.csv",
-                                               measurement_ms=measurement_ms, stability_pct=stability_pct,
-                                               log_path=out / "perf_analyzer.log", headers=server.admin_headers(),
-                                               tries=tries, batch_probe=serverstats.prober(
-                                                   server.http_url, contract.MODEL, server.admin_headers()))
+            points, failed = perf_analyzer.against(server, contract.MODEL, out / "linear.gateway.perf_analyzer.csv",
+                                                   opts, concurrency=[level], url=gw.http_url, expected_rate=direct)
             # perf_analyzer's own CPU, as for the direct rows (haproxy is not reaped yet, so not counted)
             cpu = _children_cpu_s() - cpu
             served = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"] - served
@@ -186,7 +178,7 @@ def targets(rows: list[Row], target_c: int = TARGET_CONCURRENCY) -> list[tuple[s
 def markdown(rows: list[Row], checks, header: str) -> str:
     body = loadgate.table(
         [(r.model, r.tool, str(r.concurrency), f"{r.throughput:,.0f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
-          f"{r.queue_ms:.3f}", f"{r.compute_ms:.3f}", f"{r.client_cpu_us:.0f}",
+          f"{r.queue_ms:.3f}", f"{r.compute_ms:.3f}", f"{r.client_cpu_us:.0f}" if r.client_cpu_us else "-",
           f"{r.avg_batch:.2f}" if r.avg_batch else "-", str(r.tries) if r.tries else "-") for r in rows],
         ("model", "load generator", "concurrency", "infer/s", "p50 ms", "p99 ms", "server queue ms",
          "server compute ms", "client CPU us/req", "avg batch", "tries"))
@@ -198,12 +190,7 @@ def markdown(rows: list[Row], checks, header: str) -> str:
 
 
 def plot(rows: list[Row], path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (left, right) = plots.figure(1, 2, figsize=(11, 4.2))
     for model in MODELS:
         pts = sorted((r for r in rows if r.model == model and r.tool == "perf_analyzer"), key=lambda r: r.concurrency)
         if pts:
@@ -217,28 +204,22 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
             left.plot([r.concurrency], [r.throughput], label=label, **style)
             right.plot([r.concurrency], [r.p99_ms], label=label, **style)
     levels = sorted({r.concurrency for r in rows})
-    for ax, label in ((left, "throughput (infer/s)"), (right, "p99 latency (ms)")):
+    for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.set_xticks(levels, [str(c) for c in levels])
-        ax.set_xlabel("concurrency (perf_analyzer, HTTP, batch 1)")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.finish((left, right), fig, path, xlabel="concurrency (perf_analyzer, HTTP, batch 1)",
+                 ylabels=["throughput (infer/s)", "p99 latency (ms)"], title=title)
 
 
-def knob_lines(target_c: int, out: Path, measurement_ms: int, stability_pct: float, tries: int,
-               notes: list[str], alt_delay_us: int | None, alt_instances: int | None) -> tuple[list[Row], list[str]]:
-    """The config's tuning knobs, shipped then alternative back to back at target_c, one line each (bench_knobs)."""
+def knob_lines(target_c: int, out: Path, opts: perf_analyzer.Options, notes: list[str], alt_delay_us: int | None,
+               alt_instances: int | None, expected_rate: float = 0.0) -> tuple[list[Row], list[str]]:
+    """The config's tuning knobs, shipped then alternative back to back at target_c, one line each (bench_knobs).
+    expected_rate: linear's throughput at target_c (infer/s, 0 if unknown), which sizes the windows."""
     extra, lines = [], []
     for knob in bench_knobs.knobs(alt_delay_us, alt_instances):
         print(f"bench: linear, {knob.name} {knob.shipped} then {knob.alternative} (knob check) ...", flush=True)
         try:
-            results = bench_knobs.measure(knob, target_c, out, measurement_ms=measurement_ms,
-                                          stability_pct=stability_pct, tries=tries)
+            results = bench_knobs.measure(knob, target_c, out, opts, expected_rate=expected_rate)
         except perf_analyzer.PerfAnalyzerError as exc:
             results = {w: ([], {target_c: str(exc)}) for w in ("shipped", "alternative")}
         measured = {}
@@ -263,14 +244,14 @@ def tries_line(rows: list[Row], sweep, notes: list[str] = ()) -> str:
             + (f"; no result after all tries: {'; '.join(failed)}" if failed else ""))
 
 
-def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None, out: Path,
+def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: str | None, out: Path,
         models: list[str], target_c: int = TARGET_CONCURRENCY,
-        stability_pct: float = STABILITY_PCT, tries: int = TRIES,
         sweep_fractions: tuple[float, ...] = bench_sweep.FRACTIONS,
         alt_delay_us: int | None = bench_knobs.ALT_QUEUE_DELAY_US,
         alt_instances: int | None = bench_knobs.ALT_INSTANCES) -> tuple[str, list[tuple[str, str, str, bool]]]:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "perf_analyzer.log").unlink(missing_ok=True)
+    opts = replace(opts, log_path=out / "perf_analyzer.log")
+    opts.log_path.unlink(missing_ok=True)
     perf_analyzer.ensure()
     load_before = os.getloadavg()
     started = time.time()
@@ -280,20 +261,20 @@ def run(concurrency: list[int], measurement_ms: int, locust_duration: str | None
     for name in models:
         repository, what = MODELS[name]
         print(f"bench: {name} ({what}) ...", flush=True)
-        rows += bench_model(name, repository, concurrency, measurement_ms, out,
-                            locust_duration if name == "linear" else None, notes, target_c, stability_pct,
-                            tries, sweep_fractions, found)
+        rows += bench_model(name, repository, concurrency, opts, out,
+                            locust_duration if name == "linear" else None, notes, target_c, sweep_fractions, found)
     knobs: list[str] = []
     if "linear" in models:
-        extra, knobs = knob_lines(target_c, out, measurement_ms, stability_pct, tries, notes,
-                                  alt_delay_us, alt_instances)
+        direct = find(rows, "linear", concurrency=target_c)
+        extra, knobs = knob_lines(target_c, out, opts, notes, alt_delay_us, alt_instances,
+                                  direct.throughput if direct else 0.0)
         rows += extra
     sweep = found.get("sweep")
     load_after = os.getloadavg()
     checks = targets(rows, target_c)
     header = (f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {machine()}. "
               f"perf_analyzer {settings.get('CPU_TRITON_VERSION')} over HTTP (binary tensors, batch 1, "
-              f"{measurement_ms} ms windows, stable within {stability_pct:g}%); Locust: loadtests/linear.py, {target_c} users, "
+              f"count windows of ~{opts.measurement_ms} ms, stable within {opts.stability_pct:g}%); Locust: loadtests/linear.py, {target_c} users, "
               f"--batch-size 1, JSON, binary and gRPC, each measured over a {locust_duration or '(not run)'} window after "
               f"warm-up (client CPU: Locust's process tree / requests the server answered in it). Load average (1 min) "
               f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; run took {time.time() - started:.0f} s.")
@@ -318,14 +299,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tritonops bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", default="1,4,16,64", help="comma-separated perf_analyzer levels")
-    parser.add_argument("--measurement-ms", type=int, default=4000, help="perf_analyzer window (ms)")
+    parser.add_argument("--measurement-ms", type=int, default=DEFAULTS.measurement_ms,
+                        help="what a perf_analyzer window should last (ms): it holds that long's worth of requests")
     parser.add_argument("--locust-duration", default="30s", help="Locust run at concurrency 16 on linear; 0 skips it")
     parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
     parser.add_argument("--target-concurrency", type=int, default=TARGET_CONCURRENCY,
                         help="level the target ratios compare at, and Locust's user count")
-    parser.add_argument("--stability-percentage", type=float, default=STABILITY_PCT,
+    parser.add_argument("--stability-percentage", type=float, default=DEFAULTS.stability_pct,
                         help="perf_analyzer -s: how far (max/min, %%) the last 3 windows of a level may spread")
-    parser.add_argument("--tries", type=int, default=TRIES, help="perf_analyzer calls per level before it is failed")
+    parser.add_argument("--tries", type=int, default=DEFAULTS.tries, help="perf_analyzer calls per level before it is failed")
     parser.add_argument("--sweep-fractions", default=",".join(f"{f:g}" for f in bench_sweep.FRACTIONS),
                         help="open-loop request rates, as fractions of linear's measured maximum; empty skips it")
     parser.add_argument("--knob-queue-delay-us", default=str(bench_knobs.ALT_QUEUE_DELAY_US),
@@ -353,9 +335,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or not models:
         parser.error(f"--models {a.models!r}: unknown {unknown}; choose from {', '.join(MODELS)}")
     try:
-        text, checks = run(levels, a.measurement_ms, None if a.locust_duration in ("", "0") else a.locust_duration,
-                           a.report_dir, models, a.target_concurrency, a.stability_percentage, a.tries, fractions,
-                           alt_delay, alt_instances)
+        opts = perf_analyzer.Options(measurement_ms=a.measurement_ms, stability_pct=a.stability_percentage,
+                                     tries=a.tries)
+        text, checks = run(levels, opts, None if a.locust_duration in ("", "0") else a.locust_duration,
+                           a.report_dir, models, a.target_concurrency, fractions, alt_delay, alt_instances)
     except (perf_analyzer.PerfAnalyzerError, loadgate.GateError, metrics.MetricsError, serverstats.StatsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

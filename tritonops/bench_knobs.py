@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import contract, perf_analyzer, serverstats, settings
+from . import contract, perf_analyzer, settings
 from .server import LocalServer, free_port
 
 ALT_QUEUE_DELAY_US = 1000
@@ -71,21 +71,19 @@ def variant(knob: Knob, dest: Path, repository: Path = settings.MODEL_REPOSITORY
     return dest
 
 
-def measure(knob: Knob, level: int, out: Path, *, measurement_ms: int, stability_pct: float, tries: int
+def measure(knob: Knob, level: int, out: Path, opts: perf_analyzer.Options, *, expected_rate: float = 0.0
             ) -> dict[str, tuple[list[perf_analyzer.Point], dict[int, str]]]:
     """perf_analyzer at one concurrency against the shipped value, then the alternative, each on its
-    own server: {"shipped": (points, failed), "alternative": (points, failed)}."""
+    own server: {"shipped": (points, failed), "alternative": (points, failed)}. expected_rate: the
+    level's throughput as shipped, measured earlier (infer/s, 0 if unknown), which sizes the windows."""
     results = {}
     for which, value in (("shipped", knob.shipped), ("alternative", knob.alternative)):
         slug = knob.name.split()[0].replace("_", "-") + f"-{value}"
         repo = variant(knob, out / "knobs" / slug, value=value)
         ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
         with LocalServer(repo, host="127.0.0.1", log_path=out / f"knob-{slug}.server.log", **ports) as server:
-            results[which] = perf_analyzer.run(
-                server.http_url, contract.MODEL, [level], out / f"knob-{slug}.perf_analyzer.csv",
-                measurement_ms=measurement_ms, stability_pct=stability_pct, log_path=out / "perf_analyzer.log",
-                headers=server.admin_headers(), tries=tries,
-                batch_probe=serverstats.prober(server.http_url, contract.MODEL, server.admin_headers()))
+            results[which] = perf_analyzer.against(server, contract.MODEL, out / f"knob-{slug}.perf_analyzer.csv",
+                                                   opts, concurrency=[level], expected_rate=expected_rate)
     return results
 
 

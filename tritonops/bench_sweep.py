@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import loadgate, perf_analyzer, serverstats
+from . import loadgate, perf_analyzer, plots
 
 FRACTIONS = (0.25, 0.5, 0.75, 0.9)
 SLO_TARGET = "local-cpu"
@@ -45,15 +45,12 @@ class Sweep:
                 f"of max; {percentile} there {lat[-1] / 1000:.2f} ms)")
 
 
-def run(server, model: str, max_throughput: float, out: Path, *, fractions=FRACTIONS, measurement_ms: int,
-        stability_pct: float, tries: int, target: str = SLO_TARGET, max_threads: int = MAX_THREADS) -> Sweep:
+def run(server, model: str, max_throughput: float, out: Path, opts: perf_analyzer.Options, *, fractions=FRACTIONS,
+        target: str = SLO_TARGET, max_threads: int = MAX_THREADS) -> Sweep:
     slo = loadgate.load_thresholds(loadgate.THRESHOLDS, target)
     rates = sorted({max(1, round(max_throughput * f)) for f in fractions})
-    points, failed = perf_analyzer.run_rates(
-        server.http_url, model, rates, out / f"{model}.sweep.perf_analyzer.csv", max_threads=max_threads,
-        measurement_ms=measurement_ms, stability_pct=stability_pct, log_path=out / "perf_analyzer.log",
-        headers=server.admin_headers(), tries=tries,
-        batch_probe=serverstats.prober(server.http_url, model, server.admin_headers()))
+    points, failed = perf_analyzer.against(server, model, out / f"{model}.sweep.perf_analyzer.csv", opts, rates=rates,
+                                           max_threads=max_threads)
     return Sweep(max_throughput, tuple(fractions), points, failed, slo)
 
 
@@ -74,24 +71,13 @@ def markdown(sweep: Sweep) -> str:
 
 
 def plot(sweep: Sweep, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     pts = sorted(sweep.points, key=lambda p: p.request_rate)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plots.figure(figsize=(7, 4.2))
     xs = [p.request_rate for p in pts]
     for name in ("p50", "p95", "p99"):
         ax.plot(xs, [getattr(p, f"{name}_us") / 1000 for p in pts], marker="o", label=name)
     ax.axhline(sweep.slo.p95_ms, color="red", linestyle="--", label=f"{sweep.slo.target} SLO ({sweep.slo.p95_ms:g} ms)")
     ax.axvline(sweep.max_throughput, color="grey", linestyle=":", label="closed-loop max")
-    ax.set_xlabel("offered load (requests/s, perf_analyzer open loop, HTTP, batch 1)")
-    ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.finish([ax], fig, path, xlabel="offered load (requests/s, perf_analyzer open loop, HTTP, batch 1)",
+                 ylabels=["latency (ms)"], title=title)

@@ -199,12 +199,12 @@ def percentile(histogram: dict[int, int], count: int, fraction: float) -> float:
 
 
 def _message(error: str) -> str:
-    """CatchResponseError("wrong answer: ...") -> wrong answer: ...; other exceptions keep their type."""
+    """WrongAnswer("wrong answer: ...") -> wrong answer: ...; other exceptions keep their type."""
     match = re.fullmatch(r"""(\w+)\((['"])(.*)\2\)""", error, re.S)
     if not match:
         return error
     kind, _, text = match.groups()
-    return text if kind in ("CatchResponseError", "WrongAnswer") else f"{kind}: {text}"
+    return text if kind == "WrongAnswer" else f"{kind}: {text}"
 
 
 def _read_results(summary: Path, failures: Path, stats_csv: Path, html: Path, log: Path) -> LocustResult:

@@ -132,51 +132,98 @@ def parse_csv(path: Path) -> list[Point]:
     return points
 
 
-def run(url: str, model: str, concurrency: list[int], csv_path: Path, *, batch_size: int = 1,
-        measurement_ms: int = 4000, max_trials: int = 6, stability_pct: float = 25, log_path: Path | None = None,
-        headers: dict[str, str] | None = None, tries: int = 3, batch_probe=None) -> tuple[list[Point], dict[int, str]]:
-    """Sweep concurrency levels over HTTP against url (host:port): a Point per measured level (all in
+@dataclass(frozen=True)
+class Options:
+    """How every level is measured: perf_analyzer's windows and stability rule, and the retries."""
+
+    measurement_ms: int = 4000  # what a window should last (it holds that long's worth of requests)
+    max_trials: int = 6  # windows per call before perf_analyzer gives up on stability
+    stability_pct: float = 25  # max/min of the last 3 windows' throughput and latency, in %
+    tries: int = 3  # calls per level before it is reported as failed
+    log_path: Path | None = None  # every call's command line (header names only) and output, appended
+
+
+# perf_analyzer's own default --measurement-request-count: a level with no rate known yet gets it
+MIN_WINDOW_REQUESTS = 50
+
+
+def run(url: str, model: str, concurrency: list[int], csv_path: Path, opts: Options = Options(), *,
+        headers: dict[str, str] | None = None, batch_probe=None, expected_rate: float = 0.0
+        ) -> tuple[list[Point], dict[int, str]]:
+    """Sweep concurrency levels over HTTP, batch 1, against url (host:port): a Point per measured level (all in
     csv_path), and why for each level that could not be measured (the sweep goes on without it).
 
     --concurrency-range only steps arithmetically (1,4,16,64 is not), so each level is its own call.
     headers go on every request (-H): the admin key, without which its server-side statistics call is
     refused and it exits 99 ("This API is restricted"). The log shows their names, never their values.
-    Each level gets up to `tries` calls; Point.tries says how many it took. batch_probe (a callable
+    Each level gets up to opts.tries calls; Point.tries says how many it took. batch_probe (a callable
     returning serverstats.BatchCounts) is read around the try that measured, for Point.avg_batch.
+    expected_rate (infer/s, e.g. the same level measured directly) sizes the windows until a level here
+    has been measured (see _window_requests).
     """
     return _sweep(url, model, [(level, ["--concurrency-range", str(level)]) for level in concurrency], csv_path,
-                  batch_size=batch_size, measurement_ms=measurement_ms, max_trials=max_trials,
-                  stability_pct=stability_pct, log_path=log_path, headers=headers, tries=tries, batch_probe=batch_probe)
+                  opts, headers=headers, batch_probe=batch_probe, expected_rate=expected_rate)
 
 
-def run_rates(url: str, model: str, rates: list[int], csv_path: Path, *, max_threads: int = 16,
-              **kwargs) -> tuple[list[Point], dict[int, str]]:
+def run_rates(url: str, model: str, rates: list[int], csv_path: Path, opts: Options = Options(), *,
+              max_threads: int = 16, headers: dict[str, str] | None = None, batch_probe=None
+              ) -> tuple[list[Point], dict[int, str]]:
     """Open loop: each offered request rate (requests/s, --request-rate-range) in its own call, requests
     sent on schedule whether or not earlier ones answered, from up to max_threads client threads.
-    Same keyword arguments, retries and result as run(); failed is keyed by rate."""
+    Same options, retries and result as run(); failed is keyed by rate."""
     return _sweep(url, model, [(rate, ["--request-rate-range", str(rate), "--max-threads", str(max_threads)])
-                               for rate in rates], csv_path, **kwargs)
+                               for rate in rates], csv_path, opts, headers=headers, batch_probe=batch_probe,
+                  rates=True)
 
 
-def _sweep(url: str, model: str, levels: list[tuple[int, list[str]]], csv_path: Path, *, batch_size: int = 1,
-           measurement_ms: int = 4000, max_trials: int = 6, stability_pct: float = 25, log_path: Path | None = None,
-           headers: dict[str, str] | None = None, tries: int = 3, batch_probe=None) -> tuple[list[Point], dict[int, str]]:
+def against(server, model: str, csv_path: Path, opts: Options, *, concurrency: list[int] | None = None,
+            rates: list[int] | None = None, url: str = "", expected_rate: float = 0.0, max_threads: int = 16
+            ) -> tuple[list[Point], dict[int, str]]:
+    """run() (concurrency) or run_rates() (rates) against a tritonops LocalServer, with its admin key on
+    every request and the average batch read from its statistics. url: where the load goes (default the
+    server itself; a gateway in front of it)."""
+    from . import serverstats
+
+    headers = server.admin_headers()
+    probe = serverstats.prober(server.http_url, model, headers)
+    if rates is not None:
+        return run_rates(url or server.http_url, model, rates, csv_path, opts, max_threads=max_threads,
+                         headers=headers, batch_probe=probe)
+    return run(url or server.http_url, model, concurrency or [], csv_path, opts, headers=headers,
+               batch_probe=probe, expected_rate=expected_rate)
+
+
+def _window_requests(rate: float, opts: Options) -> int:
+    """Requests one count window must hold to last about opts.measurement_ms at `rate` infer/s.
+
+    Count windows, not time windows: perf_analyzer 2.51's time_windows mode never ended its first window
+    at concurrency 64 here (linear and identity, 3 tries of 3, on two quiet runs), while count_windows
+    measured the same level in seconds. perf_analyzer checks the count once a second, so a window lasts
+    whole seconds, at least one."""
+    return max(MIN_WINDOW_REQUESTS, round(rate * opts.measurement_ms / 1000))
+
+
+def _sweep(url: str, model: str, levels: list[tuple[int, list[str]]], csv_path: Path, opts: Options, *,
+           headers: dict[str, str] | None = None, batch_probe=None, expected_rate: float = 0.0,
+           rates: bool = False) -> tuple[list[Point], dict[int, str]]:
     binary = ensure()
     parts, failed, took, batch, delayed = [], {}, {}, {}, {}
+    best = expected_rate  # the highest rate measured so far: windows at the next level hold that much
     for level, level_args in levels:
         part = csv_path.with_name(f"{csv_path.stem}.l{level}{csv_path.suffix}")
-        cmd = [str(binary), "-m", model, "-u", url, "-i", "http", "-b", str(batch_size), *level_args,
-               "--measurement-mode", "time_windows",
-               "--measurement-interval", str(measurement_ms), "--max-trials", str(max_trials),
+        count = _window_requests(level if rates else best, opts)
+        cmd = [str(binary), "-m", model, "-u", url, "-i", "http", "-b", "1", *level_args,
+               "--measurement-mode", "count_windows", "--measurement-request-count", str(count),
+               "--max-trials", str(opts.max_trials),
                # a shared 2-core box rarely holds the default 10% between windows
-               "--stability-percentage", f"{stability_pct:g}", "-f", str(part)]
+               "--stability-percentage", f"{opts.stability_pct:g}", "-f", str(part)]
         shown = " ".join(cmd + [f"-H {name}:***" for name in (headers or {})])
         cmd += [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}:{value}")]
         # It hangs now and then after its first pass (client memory growing, the server idle with
-        # nothing pending), against fast models at c >= 16 even on a quiet box: about half the
-        # runs of identity at c=16 here. Bound each try and make several.
-        limit = measurement_ms / 1000 * (max_trials + 2) + 20
-        for attempt in range(1, tries + 1):
+        # nothing pending). Bound each try (windows twice as long as planned, plus perf_analyzer's
+        # warm-up) and make several.
+        limit = (2 * opts.measurement_ms / 1000 + 1) * (opts.max_trials + 2) + 20
+        for attempt in range(1, opts.tries + 1):
             before = batch_probe() if batch_probe else None
             try:
                 done = subprocess.run(cmd, env=environment(), capture_output=True, text=True, timeout=limit)
@@ -184,9 +231,9 @@ def _sweep(url: str, model: str, levels: list[tuple[int, list[str]]], csv_path: 
             except subprocess.TimeoutExpired as exc:
                 done, output = None, f"(killed after {limit:.0f} s) " + "".join(
                     o.decode() if isinstance(o, bytes) else (o or "") for o in (exc.stdout, exc.stderr))
-            if log_path:
-                with open(log_path, "a") as log:
-                    log.write(f"$ {shown}\n(try {attempt} of {tries}) {output}\n")
+            if opts.log_path:
+                with open(opts.log_path, "a") as log:
+                    log.write(f"$ {shown}\n(try {attempt} of {opts.tries}) {output}\n")
             if done is not None and done.returncode == 0:
                 parts.append(part)
                 took[level] = attempt
@@ -194,11 +241,12 @@ def _sweep(url: str, model: str, levels: list[tuple[int, list[str]]], csv_path: 
                 delayed[level] = max(map(float, late), default=0.0)
                 if batch_probe:
                     batch[level] = (batch_probe() - before).avg_batch
+                best = max(best, *(p.throughput for p in parse_csv(part)))
                 break
-            if attempt == tries:
+            if attempt == opts.tries:
                 last = [line.strip() for line in output.strip().splitlines() if line.strip()][-1:]
                 failed[level] = (f"exit {done.returncode}" if done else f"no result in {limit:.0f} s") + (
-                    f": {last[0]}" if last else "") + f" (all {tries} tries failed)"
+                    f": {last[0]}" if last else "") + f" (all {opts.tries} tries failed)"
     if not parts:
         raise PerfAnalyzerError(f"perf_analyzer measured no level against {url}: {failed}")
     _merge_csv(parts, csv_path)

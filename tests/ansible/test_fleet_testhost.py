@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import time
 import urllib.request
 from dataclasses import dataclass

@@ -1,7 +1,7 @@
 """Seconds-long smoke form of `make bench`: it runs end to end and writes its outputs.
 
 A benchmark, not a test of speed: no figure is compared with a target here. Concurrency stays at
-1 and 4: perf_analyzer was seen to hang at 16/64 against the fast identity model on a starved box.
+1 and 4, to keep it short (count windows last whole seconds: each level takes several).
 It must pass on a busy box, so perf_analyzer's stability rule is relaxed (max/min of the last three
 windows within 1000%, not the bench's 25%): on a loaded 2-core box a level could spread past 25%
 in every window and get no number at all, which failed this test (issue 13). What the test still
@@ -40,6 +40,14 @@ def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
             points = list(csv.DictReader(f))
         assert [int(p["Concurrency"]) for p in points] == [1, 4]
         assert all(float(p["Inferences/Second"]) > 0 for p in points)
+    # count windows, sized from the level before: linear's c=4 windows hold what it answered at c=1 in 500 ms
+    with open(tmp_path / "linear.perf_analyzer.csv", newline="") as f:
+        c1 = float(next(csv.DictReader(f))["Inferences/Second"])
+    calls = [line for line in (tmp_path / "perf_analyzer.log").read_text().splitlines() if line.startswith("$ ")]
+    first_c4 = next(line.split() for line in calls if "--concurrency-range 4 " in line)
+    assert first_c4[first_c4.index("--measurement-mode") + 1] == "count_windows"
+    assert int(first_c4[first_c4.index("--measurement-request-count") + 1]) == max(
+        perf_analyzer.MIN_WINDOW_REQUESTS, round(c1 * 0.5)), (c1, first_c4)
     cells = [[c.strip() for c in r.strip().strip("|").split("|")] for r in rows]
     header = [c.strip() for c in next(line for line in table.splitlines() if line.startswith("| model ")
                                       ).strip().strip("|").split("|")]
