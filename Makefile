@@ -14,7 +14,6 @@ VENV := .venv
 PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed
 URL ?= localhost:$(HTTP_PORT)
-GRPC_URL ?= $(firstword $(subst :, ,$(URL))):$(GRPC_PORT)
 REPO ?= $(MODEL_REPOSITORY)
 
 .PHONY: help venv serve smoke validate train test test-fast lint lock clean
@@ -41,7 +40,7 @@ serve: $(VENV_STAMP) ## run the real Triton (wheel) here: loopback only (BIND_AD
 		--metrics-port $(METRICS_PORT) --admin-key-file $(ADMIN_KEY_FILE)
 
 smoke: $(VENV_STAMP) ## send the seed request over HTTP JSON/binary + gRPC to URL (default localhost:8000)
-	$(VENV)/bin/tritonops smoke --url $(URL) --grpc-url $(GRPC_URL)
+	$(VENV)/bin/tritonops smoke --url $(URL)$(if $(GRPC_URL), --grpc-url $(GRPC_URL))
 
 validate: $(VENV_STAMP) ## validate a model repository (REPO=path, default model_repository)
 	$(VENV)/bin/tritonops validate $(REPO)

@@ -240,8 +240,7 @@ class LinearGrpcUser(User):
         from tritonclient.grpc import service_pb2
 
         opts = self.environment.parsed_options
-        http = urlsplit(self.host or "")
-        self.address = opts.grpc_host or f"{http.hostname or '127.0.0.1'}:{settings.port('grpc')}"
+        self.address = opts.grpc_host or settings.address_on(self.host or "", "grpc")
         self.name = f"{contract.MODEL} [grpc]"
         pool = _pool("grpc", _batch_sizes(self, "grpc", self.address))
         self.requests = itertools.islice(itertools.cycle(pool), random.randrange(len(pool)), None)

@@ -63,3 +63,21 @@ def test_pyproject_and_the_lock_pin_what_versions_env_pins():
         want = settings.get(key)
         assert declared.get(project) == want, f"pyproject.toml pins {project}=={declared.get(project)}, versions.env {key}={want}"
         assert locked.get(project) == want, f"requirements.lock pins {project}=={locked.get(project)}, versions.env {key}={want}"
+
+
+@pytest.mark.parametrize("url, grpc, metrics", [
+    ("gpu1:8000", "gpu1:8001", "http://gpu1:8002/metrics"),
+    ("http://10.0.0.5:8000", "10.0.0.5:8001", "http://10.0.0.5:8002/metrics"),
+    ("https://triton.example/", "triton.example:8001", "http://triton.example:8002/metrics"),
+    ("[::1]:8000", "[::1]:8001", "http://[::1]:8002/metrics"),
+])
+def test_one_function_derives_the_grpc_and_metrics_addresses(url, grpc, metrics):
+    """settings.address_on is the only derivation: smoke, the Locust file, the gate's metrics and Make all
+    go through it (Make's own `host:port` split took `http` for the host of http://h:8000)."""
+    from tritonops import metrics as metrics_module
+
+    assert settings.address_on(url, "grpc") == grpc
+    assert metrics_module.metrics_url_for(url) == metrics
+    done = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "smoke", f"URL={url}"],
+                          cwd=settings.ROOT, capture_output=True, text=True)
+    assert done.returncode == 0 and "--grpc-url" not in done.stdout, done.stdout + done.stderr  # smoke derives it

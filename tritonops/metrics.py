@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -28,10 +27,7 @@ class MetricsError(RuntimeError):
 
 def metrics_url_for(server_url: str) -> str:
     """The metrics endpoint of the server behind an HTTP URL: same host, METRICS_PORT."""
-    parts = urlsplit(server_url if "://" in server_url else f"http://{server_url}")
-    host = parts.hostname or "127.0.0.1"
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{settings.port('metrics')}/metrics"
+    return f"http://{settings.address_on(server_url, 'metrics')}/metrics"
 
 
 def parse(text: str, model: str) -> dict[str, float]:

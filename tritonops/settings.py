@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 VERSIONS_FILE = ROOT / "versions.env"
@@ -37,6 +38,14 @@ def get(key: str) -> str:
 def port(name: str) -> int:
     """Default port by role: 'http', 'grpc' or 'metrics'."""
     return int(get(f"{name.upper()}_PORT"))
+
+
+def address_on(server_url: str, role: str) -> str:
+    """host:port of a role's endpoint ('http', 'grpc', 'metrics') on the host named by an HTTP URL or
+    host:port (a deployed host serves all three on the repo's ports): the one place that derives it."""
+    parts = urlsplit(server_url if "://" in server_url else f"http://{server_url}")
+    host = parts.hostname or "127.0.0.1"
+    return f"[{host}]:{port(role)}" if ":" in host else f"{host}:{port(role)}"
 
 
 MODEL_NAME = get("MODEL_NAME")

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=f"localhost:{settings.port('http')}", help="HTTP host:port")
     parser.add_argument("--grpc-url", default=None, help="gRPC host:port (default: the HTTP host with the gRPC port)")
     args = parser.parse_args(argv)
-    grpc_url = args.grpc_url or f"{args.url.rsplit(':', 1)[0]}:{settings.port('grpc')}"
+    grpc_url = args.grpc_url or settings.address_on(args.url, "grpc")
     print(f"seed request x = {contract.SEED_X.tolist()}")
     try:
         run(args.url, grpc_url)
