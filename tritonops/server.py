@@ -214,10 +214,22 @@ class LocalServer(LoopbackUrls):
                     self._pump.join(timeout=5)
                 raise ServerError(f"tritonserver exited with code {self.proc.returncode} before it was ready:\n"
                                   + self.failure_reason())
-            if self._get("/v2/health/ready") == 200:
+            if self._get("/v2/health/ready") == 200 and self._listening():
                 return
             time.sleep(0.2)
         raise ServerError(f"tritonserver not ready after {self.ready_timeout:.0f}s:\n" + self.failure_reason())
+
+    def _listening(self) -> bool:
+        """Each of the server's ports has its listening socket. Triton answers ready over HTTP before
+        its metrics listener is up at times: a test read the sockets right after READY and one was missing."""
+        import psutil
+
+        try:
+            listening = {c.laddr.port for c in psutil.Process(self.proc.pid).net_connections(kind="tcp")
+                         if c.status == psutil.CONN_LISTEN}
+        except psutil.Error:
+            return False
+        return set(self.ports.values()) <= listening
 
     def failure_reason(self) -> str:
         """Triton's own error lines (E-level log lines and failed model table rows)."""
