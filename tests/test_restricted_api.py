@@ -15,7 +15,7 @@ import pytest
 import restricted
 
 from tritonops import adminkey, contract, perf_analyzer, settings
-from tritonops.server import LocalServer, free_port
+from tritonops.server import LocalServer, free_port, listening
 
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}  # gRPC listens IPv6-style on an IPv4-mapped address
 
@@ -27,12 +27,6 @@ def server(tmp_path_factory):
     with LocalServer(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), log_path=log) as s:
         assert s.admin_key_file == adminkey.default_file()
         yield s
-
-
-def listening(pid: int) -> dict[int, str]:
-    """{port: address} of the process's listening TCP sockets."""
-    return {c.laddr.port: c.laddr.ip for c in psutil.Process(pid).net_connections(kind="tcp")
-            if c.status == psutil.CONN_LISTEN}
 
 
 def other_local_address() -> str | None:

@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import settings
+from . import serverstats, settings
 
 CACHE = settings.ROOT / ".cache" / "perf_analyzer"
 # soname perf_analyzer asks for -> glob of the hashed copy auditwheel put in nvidia_pytriton.libs/
@@ -182,8 +182,6 @@ def against(server, model: str, csv_path: Path, opts: Options, *, concurrency: l
     """run() (concurrency) or run_rates() (rates) against a tritonops LocalServer, with its admin key on
     every request and the average batch read from its statistics. url: where the load goes (default the
     server itself; a gateway in front of it)."""
-    from . import serverstats
-
     headers = server.admin_headers()
     probe = serverstats.prober(server.http_url, model, headers)
     if rates is not None:

@@ -92,6 +92,17 @@ def check_port_free(host: str, port: int, role: str) -> None:
                               f"stop what holds it or pick another port") from None
 
 
+def listening(pid: int) -> dict[int, str]:
+    """{port: address} of a process's listening TCP sockets ({} once it has gone)."""
+    import psutil
+
+    try:
+        return {c.laddr.port: c.laddr.ip for c in psutil.Process(pid).net_connections(kind="tcp")
+                if c.status == psutil.CONN_LISTEN}
+    except psutil.Error:
+        return {}
+
+
 class LoopbackUrls:
     """Where something started here answers: its ports dict (http, grpc, metrics) on 127.0.0.1."""
 
@@ -207,6 +218,8 @@ class LocalServer(LoopbackUrls):
             return 0
 
     def _wait_ready(self) -> None:
+        """HTTP says ready and each of the three ports listens: Triton answers ready over HTTP before its
+        metrics listener is up at times (a test read the sockets right after READY and one was missing)."""
         deadline = time.monotonic() + self.ready_timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -214,22 +227,10 @@ class LocalServer(LoopbackUrls):
                     self._pump.join(timeout=5)
                 raise ServerError(f"tritonserver exited with code {self.proc.returncode} before it was ready:\n"
                                   + self.failure_reason())
-            if self._get("/v2/health/ready") == 200 and self._listening():
+            if self._get("/v2/health/ready") == 200 and set(self.ports.values()) <= listening(self.proc.pid).keys():
                 return
             time.sleep(0.2)
         raise ServerError(f"tritonserver not ready after {self.ready_timeout:.0f}s:\n" + self.failure_reason())
-
-    def _listening(self) -> bool:
-        """Each of the server's ports has its listening socket. Triton answers ready over HTTP before
-        its metrics listener is up at times: a test read the sockets right after READY and one was missing."""
-        import psutil
-
-        try:
-            listening = {c.laddr.port for c in psutil.Process(self.proc.pid).net_connections(kind="tcp")
-                         if c.status == psutil.CONN_LISTEN}
-        except psutil.Error:
-            return False
-        return set(self.ports.values()) <= listening
 
     def failure_reason(self) -> str:
         """Triton's own error lines (E-level log lines and failed model table rows)."""
