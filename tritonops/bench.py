@@ -1,14 +1,15 @@
 """`make bench`: the shipped model against the seed's and the Python-backend floor, with perf_analyzer.
 
 Each model gets its own real tritonserver (one at a time, free ports) and the same perf_analyzer
-sweep: HTTP, batch 1, concurrency 1, 4, 16, 64. The Locust file then loads the shipped model at
-concurrency 16 with the same request shape (binary tensors, batch 1) to show how close Locust gets
-to NVIDIA's C++ load generator, and perf_analyzer runs the target level once more through the
-gateway (this machine's haproxy, gateway/haproxy.cfg.j2) to price it. Every perf_analyzer level
-also shows the average batch the server formed (its statistics API, read around the level) and how
-many perf_analyzer calls it took (--tries). Then, for linear: an open-loop sweep at fractions of
-its measured maximum (bench_sweep: p50/p99 per offered rate, where p99 crosses the local-cpu SLO)
-and the config's tuning knobs against alternatives (bench_knobs: queue delay, instance count).
+sweep: HTTP, batch 1, concurrency 1, 4, 16, 64 (--async: the level's requests kept in flight).
+The Locust file then loads the shipped model at concurrency 16 with the same request shape
+(binary tensors, batch 1) to show how close Locust gets to NVIDIA's C++ load generator, and
+perf_analyzer runs the target level once more through the gateway (this machine's haproxy,
+gateway/haproxy.cfg.j2) to price it. Every perf_analyzer level also shows the average batch the
+server formed (its statistics API, read around the level) and how many perf_analyzer calls it
+took (--tries). Then, for linear: an open-loop sweep at fractions of its measured maximum
+(bench_sweep: p50/p99 per offered rate, where p99 crosses the local-cpu SLO) and the config's
+tuning knobs against alternatives (bench_knobs: queue delay, instance count).
 Writes bench.md (tables), bench.png and bench-sweep.png (plots) and the raw CSVs to
 reports/bench/, prints the tables and the target ratios (all measured in this one run).
 """
@@ -308,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stability-percentage", type=float, default=DEFAULTS.stability_pct,
                         help="perf_analyzer -s: how far (max/min, %%) the last 3 windows of a level may spread")
     parser.add_argument("--tries", type=int, default=DEFAULTS.tries, help="perf_analyzer calls per level before it is failed")
+    parser.add_argument("--sync", action="store_true",
+                        help="closed loop with perf_analyzer's synchronous client, not --async (2.51's hangs at c=64 here)")
     parser.add_argument("--sweep-fractions", default=",".join(f"{f:g}" for f in bench_sweep.FRACTIONS),
                         help="open-loop request rates, as fractions of linear's measured maximum; empty skips it")
     parser.add_argument("--knob-queue-delay-us", default=str(bench_knobs.ALT_QUEUE_DELAY_US),
@@ -336,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--models {a.models!r}: unknown {unknown}; choose from {', '.join(MODELS)}")
     try:
         opts = perf_analyzer.Options(measurement_ms=a.measurement_ms, stability_pct=a.stability_percentage,
-                                     tries=a.tries)
+                                     tries=a.tries, asynchronous=not a.sync)
         text, checks = run(levels, opts, None if a.locust_duration in ("", "0") else a.locust_duration,
                            a.report_dir, models, a.target_concurrency, fractions, alt_delay, alt_instances)
     except (perf_analyzer.PerfAnalyzerError, loadgate.GateError, metrics.MetricsError, serverstats.StatsError) as exc:

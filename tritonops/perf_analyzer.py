@@ -140,6 +140,10 @@ class Options:
     max_trials: int = 6  # windows per call before perf_analyzer gives up on stability
     stability_pct: float = 25  # max/min of the last 3 windows' throughput and latency, in %
     tries: int = 3  # calls per level before it is reported as failed
+    # closed loop: --async keeps the level's requests in flight from a few threads. perf_analyzer 2.51's
+    # sync HTTP client (a thread per request in flight) never closed its first window at concurrency 64
+    # here while the server kept answering ~4 700/s; the open loop is never --async (bench_sweep)
+    asynchronous: bool = True
     log_path: Path | None = None  # every call's command line (header names only) and output, appended
 
 
@@ -211,6 +215,7 @@ def _sweep(url: str, model: str, levels: list[tuple[int, list[str]]], csv_path: 
         part = csv_path.with_name(f"{csv_path.stem}.l{level}{csv_path.suffix}")
         count = _window_requests(level if rates else best, opts)
         cmd = [str(binary), "-m", model, "-u", url, "-i", "http", "-b", "1", *level_args,
+               *(["--async"] if opts.asynchronous and not rates else []),
                "--measurement-mode", "count_windows", "--measurement-request-count", str(count),
                "--max-trials", str(opts.max_trials),
                # a shared 2-core box rarely holds the default 10% between windows
