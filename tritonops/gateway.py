@@ -111,6 +111,9 @@ class LocalGateway(LoopbackUrls):
     """This machine's haproxy (master-worker, foreground) with a rendered config, on 127.0.0.1."""
 
     def __init__(self, backends: list[Backend], workdir: Path, ports: dict[str, int], **kwargs):
+        # absolute: HAProxy reads a stats socket address as a UNIX path only when it starts with "/"
+        # (make bench --report-dir reports/x had the gateway refused: "missing port specification")
+        workdir = workdir.resolve()
         self.workdir, self.ports = workdir, ports
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "haproxy.cfg"

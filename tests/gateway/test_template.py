@@ -2,6 +2,8 @@
 and replicas, fixed fleet addresses, TLS + API keys), and bad gateway settings are named."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from certs import self_signed
 
@@ -37,6 +39,14 @@ def test_tls_and_keys_flavour(haproxy, tmp_path):
     text = rendered_and_checked(tmp_path, [gateway.Backend("t", "127.0.0.1", 8000, 8001, 8002)],
                                 tls_pem=str(tls.pem), api_keys_file=str(tmp_path / "keys"))
     assert text.count(f"ssl crt {tls.pem}") == 2 and "x-api-key" in text
+
+
+def test_local_gateway_in_a_relative_workdir_renders_a_valid_config(haproxy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as `make bench BENCH_ARGS="--report-dir reports/x"` gives it
+    gw = gateway.LocalGateway([gateway.Backend("t", "127.0.0.1", 8000, 8001, 8002)], gateway_dir := Path("gw"),
+                              {k: 1 for k in ("http", "grpc", "metrics", "stats")}, values=V)
+    gateway.check_config(gw.config)
+    assert f"stats socket {tmp_path / gateway_dir / 'admin.sock'} " in gw.config.read_text()
 
 
 def test_ports_and_limits_come_from_versions_env():
