@@ -1,7 +1,7 @@
 """`make bench`: the shipped model against the seed's and the Python-backend floor, with perf_analyzer.
 
 Each model gets its own real tritonserver (one at a time, free ports) and the same perf_analyzer
-sweep: HTTP, batch 1, concurrency 1, 4, 16, 64 (--async: the level's requests kept in flight).
+sweep: HTTP, batch 1, concurrency 1, 4, 16, 64 (--async from 4 threads: see perf_analyzer.Options).
 The Locust file then loads the shipped model at concurrency 16 with the same request shape
 (binary tensors, batch 1) to show how close Locust gets to NVIDIA's C++ load generator, and
 perf_analyzer runs the target level once more through the gateway (this machine's haproxy,

@@ -140,10 +140,12 @@ class Options:
     max_trials: int = 6  # windows per call before perf_analyzer gives up on stability
     stability_pct: float = 25  # max/min of the last 3 windows' throughput and latency, in %
     tries: int = 3  # calls per level before it is reported as failed
-    # closed loop: --async keeps the level's requests in flight from a few threads. perf_analyzer 2.51's
-    # sync HTTP client (a thread per request in flight) never closed its first window at concurrency 64
-    # here while the server kept answering ~4 700/s; the open loop is never --async (bench_sweep)
+    # Closed loop: --async, the level's requests kept in flight by async_threads threads. At concurrency
+    # 64, perf_analyzer 2.51 stopped closing windows while the server kept answering ~5 000/s: its sync
+    # client (64 threads) in every call, --async with its default 16 threads in 6 of 17, with 4 threads
+    # in none of 8 (identity and linear). The open loop is never --async (bench_sweep).
     asynchronous: bool = True
+    async_threads: int = 4
     log_path: Path | None = None  # every call's command line (header names only) and output, appended
 
 
@@ -215,7 +217,7 @@ def _sweep(url: str, model: str, levels: list[tuple[int, list[str]]], csv_path: 
         part = csv_path.with_name(f"{csv_path.stem}.l{level}{csv_path.suffix}")
         count = _window_requests(level if rates else best, opts)
         cmd = [str(binary), "-m", model, "-u", url, "-i", "http", "-b", "1", *level_args,
-               *(["--async"] if opts.asynchronous and not rates else []),
+               *(["--async", "--max-threads", str(opts.async_threads)] if opts.asynchronous and not rates else []),
                "--measurement-mode", "count_windows", "--measurement-request-count", str(count),
                "--max-trials", str(opts.max_trials),
                # a shared 2-core box rarely holds the default 10% between windows

@@ -46,8 +46,10 @@ def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
     calls = [line for line in (tmp_path / "perf_analyzer.log").read_text().splitlines() if line.startswith("$ ")]
     first_c4 = next(line.split() for line in calls if "--concurrency-range 4 " in line)
     assert first_c4[first_c4.index("--measurement-mode") + 1] == "count_windows"
-    # closed loop with --async (the sync client hangs at c=64), the open loop without it
-    assert all("--async" in line.split() for line in calls if "--concurrency-range" in line), calls
+    # closed loop with --async from a few threads (more stop closing windows at c=64), the open loop without
+    threads = ["--max-threads", str(perf_analyzer.Options().async_threads)]
+    closed = [line for line in calls if "--concurrency-range" in line]
+    assert all("--async" in line.split() and " ".join(threads) in line for line in closed), closed
     assert not any("--async" in line.split() for line in calls if "--request-rate-range" in line), calls
     assert int(first_c4[first_c4.index("--measurement-request-count") + 1]) == max(
         perf_analyzer.MIN_WINDOW_REQUESTS, round(c1 * 0.5)), (c1, first_c4)
