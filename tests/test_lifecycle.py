@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
+import psutil
 import pytest
 
 from tritonops import settings
@@ -22,31 +22,16 @@ def ports() -> list[str]:
     return ["--http-port", str(free_port()), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
 
 
-def live_processes() -> dict[int, tuple[int, str]]:
-    """pid -> (parent pid, command line) of every process that is not a zombie."""
-    procs = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            if fields[0] != "Z":
-                procs[int(entry.name)] = (int(fields[1]), (entry / "cmdline").read_text().replace("\0", " "))
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-    return procs
+def live_processes() -> dict[int, str]:
+    """pid -> command line of every process that is not a zombie."""
+    return {p.pid: " ".join(p.info["cmdline"] or []) for p in psutil.process_iter(["status", "cmdline"])
+            if p.info["status"] != psutil.STATUS_ZOMBIE}
 
 
 def process_tree(root: int) -> dict[int, str]:
     """pid -> command line of every live process below root."""
-    procs, tree, frontier = live_processes(), {}, [root]
-    while frontier:
-        parent = frontier.pop()
-        for pid, (ppid, cmd) in procs.items():
-            if ppid == parent and pid not in tree:
-                tree[pid] = cmd
-                frontier.append(pid)
-    return tree
+    live = live_processes()
+    return {p.pid: live[p.pid] for p in psutil.Process(root).children(recursive=True) if p.pid in live}
 
 
 def run_until_ready(extra: list[str]) -> tuple[subprocess.Popen, list[str]]:
@@ -76,7 +61,7 @@ def test_serve_stops_cleanly_and_leaves_no_children(signum):
         assert "stopped." in out
         # Stop is prompt (Triton's own exit timeout is shortened); not a benchmark, a bound.
         assert time.monotonic() - started < 15
-        left = {pid: cmd for pid, (_, cmd) in live_processes().items() if pid in tree}
+        left = {pid: cmd for pid, cmd in live_processes().items() if pid in tree}
         assert left == {}, f"processes left behind: {left}"
     finally:
         if proc.poll() is None:
@@ -142,5 +127,5 @@ def test_server_dies_with_the_process_that_started_it():
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and set(tree) & set(live_processes()):
         time.sleep(0.2)
-    left = {pid: cmd for pid, (_, cmd) in live_processes().items() if pid in tree}
+    left = {pid: cmd for pid, cmd in live_processes().items() if pid in tree}
     assert left == {}, f"left behind after the parent died: {left}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -25,16 +26,20 @@ CACHE = settings.ROOT / ".cache"
 STOP_GRACE_S = 10  # server gets --exit-timeout-secs below this, then the group is killed
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it when the process that started it dies.
+def die_with_parent() -> list[str]:
+    """A command prefix that SIGKILLs the server when the process that started it dies: util-linux's
+    setpriv sets the parent-death signal and execs the server (same PID). The server runs in its own
+    session (so stop() can reap its group), so nothing else would end it if a test run or `tritonops
+    serve` were killed outright; its stubs exit when it does. Not preexec_fn: unsafe beside threads.
+    Without setpriv (not util-linux) the server just outlives a killed parent."""
+    return ["setpriv", "--pdeathsig", "KILL", "--"] if shutil.which("setpriv") else []
 
-    The server runs in its own session (so stop() can reap its group), so nothing else would end
-    it if a test run or `tritonops serve` were killed outright; its stubs exit when it does.
-    """
-    import ctypes
 
-    PR_SET_PDEATHSIG = 1
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except (ProcessLookupError, PermissionError):
+        return None
 
 
 class ServerError(RuntimeError):
@@ -183,9 +188,9 @@ class LocalServer(LoopbackUrls):
             check_port_free(self.host, port, role.upper() if role != "metrics" else "metrics")
 
         sink = open(self.log_path, "w") if self.log_path else None
-        self.proc = subprocess.Popen(self.command(), env=self.environment(), stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     bufsize=1, start_new_session=True, preexec_fn=_die_with_parent)
+        self.proc = subprocess.Popen([*die_with_parent(), *self.command()], env=self.environment(),
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, bufsize=1, start_new_session=True)
         self._pump = threading.Thread(target=self._copy_output, args=(sink,), daemon=True)
         self._pump.start()
         try:
@@ -239,18 +244,11 @@ class LocalServer(LoopbackUrls):
 
     def descendants(self) -> list[int]:
         """PIDs still in the server's process group (stubs included)."""
+        import psutil
+
         if not self.proc:
             return []
-        pgid = self.proc.pid
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if entry.name.isdigit():
-                try:
-                    if os.getpgid(int(entry.name)) == pgid:
-                        pids.append(int(entry.name))
-                except (ProcessLookupError, PermissionError):
-                    pass
-        return pids
+        return [p.pid for p in psutil.process_iter() if _pgid(p.pid) == self.proc.pid]
 
     def stop(self) -> int | None:
         """SIGINT for a graceful unload, then SIGKILL to the whole group; returns the exit code."""
