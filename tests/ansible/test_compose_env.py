@@ -1,10 +1,16 @@
 """The triton role's compose.env (templates/compose.env.j2, rendered by Ansible's template module on this
 machine, no host needed) gives compose the same stop grace period as `make up`'s env file: Triton's exit
-timeout plus the margin, also when a host sets its own exit timeout (triton_compose_env)."""
+timeout plus the margin, also when a host sets its own exit timeout (triton_compose_env). And a port
+changed in versions.env alone moves Make, `make up`'s env file and the role's together (issue 13)."""
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,14 +21,14 @@ from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
 ROLE = ANSIBLE_DIR / "roles" / "triton"
 
 
-def role_env(tmp_path, compose_env: dict[str, str]) -> dict[str, str]:
+def role_env(tmp_path, compose_env: dict[str, str], repo_root: Path = settings.ROOT) -> dict[str, str]:
     playbook = tmp_path / "compose-env.yml"
     playbook.write_text(json.dumps([{
         "name": "Render the triton role's compose.env", "hosts": "localhost", "connection": "local", "gather_facts": False,
         "vars_files": [str(ANSIBLE_DIR / "group_vars" / "all.yml"), str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
         "tasks": [{"name": "The role's template", "ansible.builtin.template": {
             "src": str(ROLE / "templates" / "compose.env.j2"), "dest": str(tmp_path / "compose.env"), "mode": "0644"}}]}]))
-    variables = {"tritonops_repo_root": str(settings.ROOT), "triton_release_dir": str(tmp_path / "release"),
+    variables = {"tritonops_repo_root": str(repo_root), "triton_release_dir": str(tmp_path / "release"),
                  "triton_compose_env": compose_env, "ansible_python_interpreter": sys.executable}
     result = ansible_playbook("-i", "localhost,", str(playbook), "-e", json.dumps(variables),
                               log=LOGS / f"compose-env-{tmp_path.name}.log", timeout=120)
@@ -38,3 +44,45 @@ def test_role_and_make_up_derive_the_same_stop_grace_period(tmp_path, host_timeo
     timeout = int(host_timeout or settings.get("TRITON_EXIT_TIMEOUT_SECS"))
     assert ours["TRITON_EXIT_TIMEOUT_SECS"] == str(timeout)
     assert ours["TRITON_STOP_GRACE_PERIOD"] == theirs["TRITON_STOP_GRACE_PERIOD"] == f"{timeout + compose.STOP_MARGIN_SECS}s"
+
+
+PORTS = {"HTTP_PORT": "9100", "GRPC_PORT": "9101", "METRICS_PORT": "9102"}
+
+
+@pytest.fixture(scope="module")
+def moved_repo(tmp_path_factory):
+    """A copy of the repo whose versions.env moves the three ports (the package copied, so that its
+    settings.ROOT is the copy; the rest linked; its own .cache, where Make writes versions.mk)."""
+    root = tmp_path_factory.mktemp("moved-repo")
+    text = settings.VERSIONS_FILE.read_text()
+    for key, value in PORTS.items():
+        text, n = re.subn(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
+        assert n == 1, key
+    (root / "versions.env").write_text(text)
+    shutil.copytree(settings.ROOT / "tritonops", root / "tritonops", ignore=shutil.ignore_patterns("__pycache__"))
+    (root / ".cache").mkdir()
+    for entry in settings.ROOT.iterdir():
+        if entry.name not in {"versions.env", "tritonops", ".cache", ".git", "reports"}:
+            (root / entry.name).symlink_to(entry)
+    return root
+
+
+def test_a_port_changed_in_versions_env_moves_make_compose_and_the_role_together(moved_repo, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in PORTS and k != "URL"}  # Make and compose read these too
+    make = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(moved_repo),
+                           "--eval", "ports: ; @echo $(HTTP_PORT) $(GRPC_PORT) $(METRICS_PORT) $(URL)", "ports"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert make.returncode == 0, make.stderr
+    assert make.stdout.split() == ["9100", "9101", "9102", "localhost:9100"]
+    # `make up`'s env file, written by the copy's tritonops.compose from the copy's versions.env
+    make_up = tmp_path / "make-up.env"
+    code = "import sys; from pathlib import Path; from tritonops import compose, settings; " \
+           "print(settings.ROOT); compose.write_env(Path(sys.argv[1]))"
+    done = subprocess.run([sys.executable, "-c", code, str(make_up)], cwd=moved_repo, capture_output=True, text=True,
+                          env={**env, "PYTHONPATH": str(moved_repo)}, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == str(moved_repo), done.stdout + done.stderr
+    ours, theirs = role_env(tmp_path, {}, repo_root=moved_repo), settings.parse_env_file(make_up)
+    for key, value in PORTS.items():  # the container's port and the host port it is published on
+        assert ours[key] == theirs[key] == value, key
+        assert ours[f"HOST_{key}"] == theirs[f"HOST_{key}"] == value, key
+    assert f":{PORTS['METRICS_PORT']}" in Path(theirs["PROMETHEUS_CONFIG"]).read_text()  # what Prometheus scrapes
