@@ -25,6 +25,7 @@ supervisor = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(supervisor)
 
 METADATA = {"name": "linear", "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]}
+HANG_S = 10  # the fake's "hang": far past the 1 s check timeout, so a missing timeout cannot pass
 GOOD = {"model_name": "linear", "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 1], "data": [5.99]}]}
 
 
@@ -56,7 +57,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers["Content-Length"]))
         mode = self.server.mode
         if mode == "hang":
-            time.sleep(3)
+            time.sleep(HANG_S)
         if mode == "500":
             return self.reply(500, {"error": "Stub process 'linear_0_0' is not healthy."})
         answer = json.loads(json.dumps(GOOD))
@@ -92,7 +93,8 @@ def test_check_accepts_only_a_correct_answer(fake, mode, why):
     cfg = supervisor.Settings(environ(fake))
     started = time.monotonic()
     got = supervisor.check(cfg)
-    assert time.monotonic() - started < 2  # the timeout bounds the whole check
+    # the 1 s timeout bounds the whole check: well under the fake's hang, with room for a busy box
+    assert time.monotonic() - started < HANG_S / 2
     assert (got is None) if why is None else (why in got), got
 
 
