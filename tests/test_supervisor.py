@@ -116,13 +116,24 @@ def supervise(server, *child: str, **knobs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def until_answered(proc: subprocess.Popen) -> str:
+    """The supervisor's output up to its first correct answer, from which on failures count. Read, not
+    slept for: a fixed sleep let a slow start on a busy box see the 500s first (which do not count)."""
+    seen = ""
+    while "first correct answer" not in seen:
+        line = proc.stdout.readline()
+        assert line, f"the supervisor ended before its first answer: {seen}"
+        seen += line
+    return seen
+
+
 def test_run_exits_after_failures_in_a_row_and_stops_the_child(fake):
     child_code = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(60)"
     proc = supervise(fake, sys.executable, "-c", child_code)
-    time.sleep(1)  # answered: checking from now on
+    out = until_answered(proc)
     fake.mode = "500"
     started = time.monotonic()
-    out, _ = proc.communicate(timeout=20)
+    out += proc.communicate(timeout=20)[0]
     took = time.monotonic() - started
     assert proc.returncode == supervisor.EXIT_NOT_ANSWERING, out
     assert "first correct answer" in out and "liveness check 1/3 failed: HTTP 500" in out, out
@@ -160,9 +171,9 @@ def test_sigterm_is_forwarded_and_the_childs_exit_code_kept(fake):
 
 def test_failures_zero_turns_restarts_off(fake):
     proc = supervise(fake, "sleep", "3", TRITON_LIVENESS_FAILURES="0")
-    time.sleep(1)
+    out = until_answered(proc)
     fake.mode = "500"
-    out, _ = proc.communicate(timeout=20)
+    out += proc.communicate(timeout=20)[0]
     assert proc.returncode == 0 and "NOT ANSWERING" not in out and "restarts off" in out, out
 
 
