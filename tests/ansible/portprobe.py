@@ -105,6 +105,7 @@ class Poller(threading.Thread):
         self.phase = phase
         self.first_seen: dict[str, float] = {}  # outcome -> seconds after the start
         self.rounds = 0
+        self.polled_s = 0.0  # from the first round to stop(): `rounds` is about polled_s / period + 1
         self._halt = threading.Event()
         self._t0 = 0.0
 
@@ -130,6 +131,7 @@ class Poller(threading.Thread):
         self.first_seen.setdefault(outcome, round(time.monotonic() - self._t0, 1))
 
     def stop(self) -> None:
+        self.polled_s = time.monotonic() - self._t0
         self._halt.set()
         self.join()
 
