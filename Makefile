@@ -21,18 +21,19 @@ REPO ?= $(MODEL_REPOSITORY)
 help: ## list every verb
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# The virtualenv is rebuilt only when the pins change: a second `make serve` starts at once.
+# The virtualenv is rebuilt only when the pins change: a second `make serve` starts at once. It holds the
+# runtime (`pip install -e .` on a controller) and the dev extra (the test tools).
 $(VENV_STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c requirements.lock -e .
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-venv: $(VENV_STAMP) ## create .venv with every pinned dependency
+venv: $(VENV_STAMP) ## create .venv with every pinned dependency, the dev extra's included
 
-lock: ## re-freeze requirements.lock from pyproject.toml's pins
+lock: ## re-freeze requirements.lock from pyproject.toml's pins (runtime and dev)
 	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
-	.cache/lock-venv/bin/pip install --quiet --upgrade pip && .cache/lock-venv/bin/pip install --quiet -e .
+	.cache/lock-venv/bin/pip install --quiet --upgrade pip && .cache/lock-venv/bin/pip install --quiet -e '.[dev]'
 	.cache/lock-venv/bin/pip freeze --exclude-editable > requirements.lock
 
 serve: $(VENV_STAMP) ## run the real Triton (wheel) here: loopback only (BIND_ADDRESS=0.0.0.0 opens it), admin key in ADMIN_KEY_FILE
@@ -122,7 +123,7 @@ test-fleet: $(VENV_STAMP) ## end-to-end: two Triton hosts + a gateway host, dril
 	$(PY) -m pytest -v -s tests/ansible/test_fleet_testhost.py
 
 testhost-shell: $(VENV_STAMP) ## boot the throwaway test host and keep it up until Ctrl-C (prints ssh + inventory)
-	$(PY) -m tritonops.testhost
+	$(PY) tests/ansible/testhost.py
 
 # --- throughput ---
 # Load gate and benchmark (tritonops/loadgate.py, tritonops/bench.py); reports go to reports/.
