@@ -35,8 +35,11 @@ def _ansible_playbook() -> str:
 
 def command(verb: str, argv: list[str]) -> list[str]:
     """ansible-playbook's argv for `tritonops <verb> <argv>` (argparse exits on --help or a bad option)."""
-    parser = argparse.ArgumentParser(prog=f"tritonops {verb}", description=f"{HELP[verb]}. {__doc__}",
-                                     allow_abbrev=False)  # a prefix of ansible-playbook's options is not ours
+    parser = argparse.ArgumentParser(
+        prog=f"tritonops {verb}", allow_abbrev=False,  # a prefix of one of ansible-playbook's options is not ours
+        description=f"ansible-playbook {PLAYBOOKS[verb].relative_to(settings.ROOT)} with ansible/ansible.cfg: "
+                    f"{HELP[verb]}. Options not listed here (--limit HOST, --tags, -e k=v, --check, --diff, -v, ...) "
+                    "go to ansible-playbook as they are.")
     parser.add_argument("-i", "--inventory", default=str(ANSIBLE_DIR / "inventory" / "hosts.yml"),
                         help="inventory file (default: %(default)s)")
     if verb == "deploy":  # rollback.yml runs one host at a time, always
