@@ -1,4 +1,6 @@
-# The front door. Every verb is listed by `make help`; logic lives in tritonops/ and the folders.
+# The front door. Every verb is listed by `make help`; each user verb is one `tritonops <command>` (logic
+# lives in tritonops/ and the folders); the bootstrap and development targets (venv, lock, lint, test*,
+# testhost-shell, clean) call pip, pytest and the test harness directly.
 # Versions, ports and paths come from versions.env, read as `KEY ?= VALUE`, so both the environment
 # (HTTP_PORT=9000 make serve) and the command line (make serve HTTP_PORT=9000) override any of them.
 VERSIONS_MK := .cache/versions.mk
@@ -21,18 +23,19 @@ REPO ?= $(MODEL_REPOSITORY)
 help: ## list every verb
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-# The virtualenv is rebuilt only when the pins change: a second `make serve` starts at once.
+# The virtualenv is rebuilt only when the pins change: a second `make serve` starts at once. It holds the
+# runtime (`pip install -e .` on a controller) and the dev extra (the test tools).
 $(VENV_STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c requirements.lock -e .
+	$(VENV)/bin/pip install --quiet -c requirements.lock -e '.[dev]'
 	touch $@
 
-venv: $(VENV_STAMP) ## create .venv with every pinned dependency
+venv: $(VENV_STAMP) ## create .venv with every pinned dependency, the dev extra's included
 
-lock: ## re-freeze requirements.lock from pyproject.toml's pins
+lock: ## re-freeze requirements.lock from pyproject.toml's pins (runtime and dev)
 	rm -rf .cache/lock-venv && $(PYTHON) -m venv .cache/lock-venv
-	.cache/lock-venv/bin/pip install --quiet --upgrade pip && .cache/lock-venv/bin/pip install --quiet -e .
+	.cache/lock-venv/bin/pip install --quiet --upgrade pip && .cache/lock-venv/bin/pip install --quiet -e '.[dev]'
 	.cache/lock-venv/bin/pip freeze --exclude-editable > requirements.lock
 
 serve: $(VENV_STAMP) ## run the real Triton (wheel) here: loopback only (BIND_ADDRESS=0.0.0.0 opens it), admin key in ADMIN_KEY_FILE
@@ -69,51 +72,51 @@ COMPOSE_FLAGS := $(if $(filter 1,$(GPU)),--gpu) $(if $(filter 1,$(MONITORING)),-
 .PHONY: base-image lock-images wheels image image-tarball standin-images up down logs
 
 base-image: $(VENV_STAMP) ## Debian base (debootstrap + docker import) and the CPU tritonserver base
-	$(PY) -m tritonops.images base-image
+	$(VENV)/bin/tritonops images base-image
 
 lock-images: $(VENV_STAMP) ## re-lock images/requirements-{cpu,cpu-base,gpu}.txt (hashes) from versions.env's pins
-	$(PY) -m tritonops.images lock
+	$(VENV)/bin/tritonops images lock
 
 wheels: $(VENV_STAMP) ## pip download exactly the locked wheels (hashes checked) into images/wheels/ (GPU=1: NGC's Python)
-	$(PY) -m tritonops.images wheels $(IMAGE_FLAGS)
+	$(VENV)/bin/tritonops images wheels $(IMAGE_FLAGS)
 
 image: $(VENV_STAMP) ## build the project image IMAGE_REPO:CPU_NGC_TAG-cpu (GPU=1: NGC_TAG-gpu, FROM the NGC image) and the gateway
-	$(PY) -m tritonops.images image $(IMAGE_FLAGS)
+	$(VENV)/bin/tritonops images image $(IMAGE_FLAGS)
 
 image-tarball: $(VENV_STAMP) ## docker save the project image and the gateway to .cache/images/<image>.tar (air-gapped hosts)
-	$(PY) -m tritonops.images tarball $(IMAGE_FLAGS)
+	$(VENV)/bin/tritonops images tarball $(IMAGE_FLAGS)
 
 standin-images: $(VENV_STAMP) ## build local stand-ins tagged as the pinned Prometheus image (no registry here)
-	$(PY) -m tritonops.images standins
+	$(VENV)/bin/tritonops images standins
 
 up: $(VENV_STAMP) ## gateway + Triton via compose (builds missing images), wait until healthy (GPU=1, MONITORING=1, TRITON_REPLICAS...)
-	$(PY) -m tritonops.compose up $(COMPOSE_FLAGS)
+	$(VENV)/bin/tritonops compose up $(COMPOSE_FLAGS)
 
 down: $(VENV_STAMP) ## stop and remove the compose stack
-	$(PY) -m tritonops.compose down $(COMPOSE_FLAGS)
+	$(VENV)/bin/tritonops compose down $(COMPOSE_FLAGS)
 
 logs: $(VENV_STAMP) ## follow the compose stack's logs
-	$(PY) -m tritonops.compose logs $(COMPOSE_FLAGS)
+	$(VENV)/bin/tritonops compose logs $(COMPOSE_FLAGS)
 
 # --- ansible ---
 # Provision GPU hosts and deploy Triton (ansible/site.yml): the gateways, then a rolling deploy over the
 # fleet, SERIAL hosts at a time (default 1). HOST limits it to some inventory hosts (HOST=gpu1); TAGS to
 # some roles (TAGS=triton: only a new model repository/image; TAGS=gateway: reload the gateways after an
-# inventory change); EXTRA adds -e/--check/...
+# inventory change); EXTRA adds -e/--check/... `tritonops deploy|rollback` (tritonops/playbook.py) run
+# ansible-playbook with ansible/ansible.cfg; options they do not know go to ansible-playbook as they are.
 HOST ?=
 SERIAL ?=
 INVENTORY ?= ansible/inventory/hosts.yml
 TAGS ?=
 EXTRA ?=
-ANSIBLE_PLAYBOOK = ANSIBLE_CONFIG=ansible/ansible.cfg $(VENV)/bin/ansible-playbook -i $(INVENTORY) \
-	$(if $(HOST),--limit $(HOST)) $(if $(SERIAL),-e tritonops_serial=$(SERIAL))
 .PHONY: deploy rollback test-host test-fleet testhost-shell
 
 deploy: $(VENV_STAMP) ## gateways + rolling deploy of the fleet (HOST=gpu1: one host; SERIAL=2, TAGS=triton|gateway, EXTRA='-e k=v')
-	$(ANSIBLE_PLAYBOOK) ansible/site.yml $(if $(TAGS),--tags $(TAGS)) $(EXTRA)
+	$(VENV)/bin/tritonops deploy -i $(INVENTORY) $(if $(HOST),--limit $(HOST)) $(if $(SERIAL),--serial $(SERIAL)) \
+		$(if $(TAGS),--tags $(TAGS)) $(EXTRA)
 
 rollback: $(VENV_STAMP) ## every host (or HOST=gpu1) back to its previous release, drained and re-enabled one at a time
-	$(ANSIBLE_PLAYBOOK) ansible/rollback.yml $(EXTRA)
+	$(VENV)/bin/tritonops rollback -i $(INVENTORY) $(if $(HOST),--limit $(HOST)) $(EXTRA)
 
 test-host: $(VENV_STAMP) ## end-to-end: site.yml against a throwaway systemd-nspawn host (root; ~15 min)
 	$(PY) -m pytest -v tests/ansible/test_deploy_testhost.py
@@ -122,7 +125,7 @@ test-fleet: $(VENV_STAMP) ## end-to-end: two Triton hosts + a gateway host, dril
 	$(PY) -m pytest -v -s tests/ansible/test_fleet_testhost.py
 
 testhost-shell: $(VENV_STAMP) ## boot the throwaway test host and keep it up until Ctrl-C (prints ssh + inventory)
-	$(PY) -m tritonops.testhost
+	$(PY) tests/ansible/testhost.py
 
 # --- throughput ---
 # Load gate and benchmark (tritonops/loadgate.py, tritonops/bench.py); reports go to reports/.

@@ -27,6 +27,12 @@ def test_malformed_line_is_named(tmp_path):
         settings.parse_env_file(bad)
 
 
+def test_a_package_outside_its_checkout_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(settings, "VERSIONS_FILE", tmp_path / "versions.env")
+    with pytest.raises(FileNotFoundError, match=r"versions.env not found: .* `pip install -e \.`"):
+        settings.versions.__wrapped__()
+
+
 def test_missing_key_is_named():
     with pytest.raises(KeyError, match="no NOPE= line"):
         settings.get("NOPE")

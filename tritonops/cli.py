@@ -1,29 +1,41 @@
-"""`tritonops <command>`: the entry point the Makefile calls."""
+"""`tritonops <command>`: every verb of the Makefile, one entry point."""
 from __future__ import annotations
 
 import importlib
 import sys
 
-# command -> (module, help). Modules keep their own argparse; this only dispatches.
+# command -> ("module:function", help). Modules keep their own argparse; this only dispatches.
 COMMANDS = {
-    "serve": ("tritonops.server", "run the wheel's tritonserver in the foreground"),
-    "smoke": ("tritonops.smoke", "send the seed request over HTTP JSON/binary and gRPC and check it"),
-    "validate": ("tritonops.validate", "validate a model repository's config.pbtxt files and weights"),
-    "train": ("tritonops.train", "fit nn.Linear(3, 1) and write its state_dict"),
-    "loadtest": ("tritonops.loadgate", "run loadtests/linear.py headless and gate it on loadtests/thresholds.toml"),
-    "gateway": ("tritonops.gateway", "render the gateway's HAProxy configuration (gateway/haproxy.cfg.j2)"),
-    "bench": ("tritonops.bench", "perf_analyzer sweep: shipped linear vs the seed's model vs the identity floor"),
+    "serve": ("tritonops.server:main", "run the wheel's tritonserver in the foreground"),
+    "smoke": ("tritonops.smoke:main", "send the seed request over HTTP JSON/binary and gRPC and check it"),
+    "validate": ("tritonops.validate:main", "validate a model repository's config.pbtxt files and weights"),
+    "train": ("tritonops.train:main", "fit nn.Linear(3, 1) and write its state_dict"),
+    "loadtest": ("tritonops.loadgate:main", "run loadtests/linear.py headless and gate it on loadtests/thresholds.toml"),
+    "gateway": ("tritonops.gateway:main", "render the gateway's HAProxy configuration (gateway/haproxy.cfg.j2)"),
+    "bench": ("tritonops.bench:main", "perf_analyzer sweep: shipped linear vs the seed's model vs the identity floor"),
+    "images": ("tritonops.images:main", "build the base, server and gateway images, their pip locks and tarballs"),
+    "compose": ("tritonops.compose:main", "the compose stack: env file, up (healthy), down, logs"),
+    "deploy": ("tritonops.playbook:deploy", "ansible/site.yml: the gateways, then a rolling deploy of the fleet"),
+    "rollback": ("tritonops.playbook:rollback", "ansible/rollback.yml: every host back to its previous release"),
 }
+
+
+def usage(out) -> None:
+    print("usage: tritonops <command> [args]   (tritonops <command> --help for its options)\n", file=out)
+    for name, (_, text) in COMMANDS.items():
+        print(f"  {name:10} {text}", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("-h", "--help"):
+        usage(sys.stdout)
+        return 0
     if not argv or argv[0] not in COMMANDS:
-        print("usage: tritonops <command> [args]\n", file=sys.stderr)
-        for name, (_, text) in COMMANDS.items():
-            print(f"  {name:10} {text}", file=sys.stderr)
+        usage(sys.stderr)
         return 2
-    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:])
+    module, function = COMMANDS[argv[0]][0].split(":")
+    return getattr(importlib.import_module(module), function)(argv[1:])
 
 
 if __name__ == "__main__":

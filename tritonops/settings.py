@@ -25,6 +25,9 @@ def parse_env_file(path: Path) -> dict[str, str]:
 
 @functools.cache
 def versions() -> dict[str, str]:
+    if not VERSIONS_FILE.exists():  # e.g. `pip install .` copied the package away from its checkout
+        raise FileNotFoundError(f"{VERSIONS_FILE} not found: tritonops runs from a checkout of its repo, "
+                                "installed there with `pip install -e .`")
     return parse_env_file(VERSIONS_FILE)
 
 

@@ -29,7 +29,7 @@ import pytest
 import yaml
 
 from tritonops import contract, settings, smoke
-from tritonops import testhost as th
+import testhost as th
 
 from ci_policy import skip_or_fail
 from deployhelpers import copy_repository_from, folded, image_tarballs

@@ -28,7 +28,7 @@ import pytest
 import yaml
 
 from tritonops import contract, loadgate, settings, smoke
-from tritonops import testhost as th
+import testhost as th
 
 import hostile
 from ci_policy import skip_or_fail

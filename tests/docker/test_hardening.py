@@ -179,7 +179,7 @@ def test_grafana_password_is_generated_once_private_and_outside_git():
     try:
         seen = []
         for _ in range(2):
-            done = subprocess.run([sys.executable, "-m", "tritonops.compose", "env", "--project", project],
+            done = subprocess.run([sys.executable, "-m", "tritonops.cli", "compose", "env", "--project", project],
                                   capture_output=True, text=True, cwd=settings.ROOT)
             assert done.returncode == 0, done.stderr
             seen.append(secret.read_text())

@@ -11,7 +11,7 @@ inside a guest (nspawn exits 133) boots it again, so Ansible's reboot and "comes
 reboot" can be tested. The first guest to start brings the bridge and the proxy up; the last to
 stop takes them down.
 
-    with TestHost() as host:            # or: python -m tritonops.testhost  (keeps it up until Ctrl-C)
+    with TestHost() as host:            # or: make testhost-shell  (keeps it up until Ctrl-C)
         host.ssh("systemctl is-system-running --wait")
         ... ansible-playbook -i host.inventory ...
 
@@ -36,7 +36,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import settings
+from tritonops import settings
 
 MACHINE = "tritonops-e2e"  # the default guest's name
 BRIDGE = "tritonops-br"  # holds the host side; each guest's veth is a port of it (guest side: host0)
@@ -428,7 +428,7 @@ class TestHost:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tritonops.testhost", description=__doc__,
+    parser = argparse.ArgumentParser(prog="tests/ansible/testhost.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build-only", action="store_true", help="only build the cached rootfs tarball")
     args = parser.parse_args(argv)
