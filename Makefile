@@ -52,7 +52,7 @@ train: $(VENV_STAMP) ## re-fit the linear model and rewrite its committed weight
 	$(VENV)/bin/tritonops train
 
 lint: $(VENV_STAMP) ## ansible-lint (production profile, offline) and syntax checks
-	$(VENV)/bin/python -m pytest -q tests/ansible/test_ansible_lint.py
+	$(VENV)/bin/python -m pytest -q tests/ansible/test_ansible_lint.py tests/test_workflows.py
 
 test: $(VENV_STAMP) ## run the whole test suite (what CI runs)
 	$(VENV)/bin/python -m pytest
