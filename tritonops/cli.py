@@ -10,7 +10,7 @@ COMMANDS = {
     "smoke": ("tritonops.smoke", "send the seed request over HTTP JSON/binary and gRPC and check it"),
     "validate": ("tritonops.validate", "validate a model repository's config.pbtxt files and weights"),
     "train": ("tritonops.train", "fit nn.Linear(3, 1) and write its state_dict"),
-    "loadtest": ("tritonops.loadgate", "run loadtests/linear.py headless and gate it on loadtests/thresholds.toml"),
+    "loadtest": ("tritonops.loadgate", "run loadtests/linear.py headless, gated by its SLO hooks on loadtests/thresholds.toml"),
     "gateway": ("tritonops.gateway", "render the gateway's HAProxy configuration (gateway/haproxy.cfg.j2)"),
     "bench": ("tritonops.bench", "perf_analyzer sweep: shipped linear vs the seed's model vs the identity floor"),
 }
