@@ -40,9 +40,9 @@ import gevent  # noqa: E402
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from geventhttpclient import HTTPClient  # noqa: E402
-from tritonclient.utils import InferenceServerException  # noqa: E402
 from locust import User, events, task  # noqa: E402
 from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
+from tritonclient.utils import InferenceServerException  # noqa: E402
 # Importing the gate installs its event hooks (its arguments, thresholds, verdict and pacing).
 from slo_gate import WrongAnswer  # noqa: E402
 

@@ -6,7 +6,7 @@
 scraped when the test starts and when Locust quits; when Locust quits, its own figures
 (environment.stats) are judged against the table and the verdict sets the process's exit code:
 0 pass, 1 a check failed, 2 a bad thresholds file (then no user runs). Checks: a request completed;
-failed requests (client: wrong answers included; server: its failure counter) within max_failures;
+no error in user code (a user that could not start); failed requests (client: wrong answers included; server: its failure counter) within max_failures;
 p95 within p95_ms; throughput at least min_rps, or with --target-rps (open loop: every user paced
 by constant_throughput) the achieved rate at least min_rate_share of the target.
 
