@@ -5,6 +5,8 @@
     locust -f loadtests/linear.py --binary ...                      # binary tensor extension
     locust -f loadtests/linear.py LinearGrpcUser -H http://gpu-host:8000        # gRPC (port GRPC_PORT)
     locust -f loadtests/linear.py --processes -1 ...                # one worker per CPU core
+    locust -f loadtests/linear.py --headless ... --slo local-cpu    # gate: exit 1 if the SLO is missed
+    locust -f loadtests/linear.py --headless ... --target-rps 500   # open loop: 500 req/s in all
 
 Pick the protocol with Locust's user classes: LinearHttpUser (the default when none is named) or
 LinearGrpcUser. Each request carries a random batch of 1..max_batch_size rows (the server's own
@@ -16,6 +18,8 @@ The request path is cheap, so Locust measures the server and not itself: at star
 a pool of requests (random batches, encoded as tritonclient encodes them) with their answers computed
 once by the torch reference; per request a user sends prepared bytes and compares the answer's values
 with the prepared ones (no torch, no tritonclient). `python -m tritonops.locustcost` prices it.
+
+The SLO gate (--slo, --target-rps, --rate-per-user, ...) is loadtests/slo_gate.py's event hooks.
 """
 from __future__ import annotations
 
@@ -33,10 +37,14 @@ import grpc.experimental.gevent as grpc_gevent
 grpc_gevent.init_gevent()
 
 import gevent  # noqa: E402
+import grpc  # noqa: E402
 import numpy as np  # noqa: E402
 from geventhttpclient import HTTPClient  # noqa: E402
-from locust import User, constant_throughput, events, task  # noqa: E402
-from locust.runners import WorkerRunner  # noqa: E402
+from locust import User, events, task  # noqa: E402
+from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
+from tritonclient.utils import InferenceServerException  # noqa: E402
+# Importing the gate installs its event hooks (its arguments, thresholds, verdict and pacing).
+from slo_gate import WrongAnswer  # noqa: E402
 
 from tritonops import contract, settings  # noqa: E402
 
@@ -72,9 +80,6 @@ def _arguments(parser):
                         help="rows per request; 0 (default) mixes 1..max_batch_size from the model config")
     parser.add_argument("--grpc-host", default="",
                         help=f"gRPC host:port for LinearGrpcUser (default: the -H host, port {settings.port('grpc')})")
-    parser.add_argument("--rate-per-user", type=float, default=0,
-                        help="requests a second each user sends at most (a steady load beside other work); "
-                             "0 (default): as fast as answers come")
 
 
 @events.init.add_listener
@@ -86,12 +91,20 @@ def _default_user(environment, runner, **_kwargs):
 
 
 @events.init.add_listener
-def _pace(environment, **_kwargs):
-    """--rate-per-user: each user waits between requests so as to send at most that many a second."""
+def _prepare(environment, runner, **_kwargs):
+    """Build the request pools now, before Locust's clock starts: built in a user's on_start, they took
+    part of a short run (-t) and held back an open-loop run's first requests. A master runs no users."""
     opts = environment.parsed_options
-    if opts is not None and opts.rate_per_user > 0:
-        for user in (LinearHttpUser, LinearGrpcUser):
-            user.wait_time = constant_throughput(opts.rate_per_user)
+    if opts is None or isinstance(runner, MasterRunner) or not environment.host:
+        return
+    wanted = opts.user_classes or [DEFAULT_USER]
+    for user in environment.user_classes:
+        if user.__name__ in wanted:
+            try:
+                user.prepare(environment.host, opts)
+            except Exception:  # noqa: BLE001 - no server (yet): the user's on_start meets it again and reports it
+                log.debug("request pool for %s not prepared at start", user.__name__, exc_info=True)
+    gevent.get_hub().loop.update_now()  # as after the torch load above: the pools blocked the loop
 
 
 def _grpc_client(address: str):
@@ -108,10 +121,6 @@ def _grpc_client(address: str):
             pass
 
     return Client(address)
-
-
-class WrongAnswer(Exception):
-    """A response that arrived but is not the model's answer (an HTTP error status, a wrong value)."""
 
 
 def _verdict(name: str, check) -> WrongAnswer | None:
@@ -141,8 +150,8 @@ def _max_batch_size(protocol: str, address: str) -> int:
     return int(config.get("max_batch_size", 0))
 
 
-def _batch_sizes(user: User, protocol: str, address: str) -> tuple[int, ...]:
-    wanted = user.environment.parsed_options.batch_size
+def _batch_sizes(opts, protocol: str, address: str) -> tuple[int, ...]:
+    wanted = opts.batch_size
     limit = _max_batch_size(protocol, address)
     if limit <= 0:
         raise ValueError(f"model {contract.MODEL} on {address} has max_batch_size {limit}: it does not batch")
@@ -188,13 +197,17 @@ class LinearHttpUser(User):
 
     path = f"/v2/models/{contract.MODEL}/versions/{contract.VERSION}/infer"
 
+    @staticmethod
+    def prepare(host: str, opts) -> list:
+        url = urlsplit(host)
+        sizes = _batch_sizes(opts, url.scheme or "http", url.netloc or url.path)
+        return _pool("binary" if opts.binary else "json", sizes)
+
     def on_start(self):
         url = urlsplit(self.host)
         self.binary = self.environment.parsed_options.binary
-        protocol = "binary" if self.binary else "json"
-        self.name = f"{contract.MODEL} [{protocol}]"
-        sizes = _batch_sizes(self, url.scheme or "http", url.netloc or url.path)
-        pool = _pool(protocol, sizes)
+        self.name = f"{contract.MODEL} [{'binary' if self.binary else 'json'}]"
+        pool = self.prepare(self.host, self.environment.parsed_options)
         self.requests = itertools.islice(itertools.cycle(pool), random.randrange(len(pool)), None)
         # geventhttpclient's client, the one under FastHttpUser, without its session and user-agent layers
         # (URL parsing, cookies, header objects, gzip: about half the client CPU per request). One keep-alive
@@ -231,43 +244,61 @@ class LinearHttpUser(User):
                   exception=error, context={})
 
 
-class LinearGrpcUser(User):
-    """ModelInfer over gRPC with prepared, serialized requests, reported to Locust like an HTTP request;
-    every answer checked as over HTTP."""
+class CheckedCalls(grpc.UnaryUnaryClientInterceptor):
+    """Locust's gRPC pattern (its docs' gRPC example): the channel's interceptor times each call and fires
+    Locust's request event. It also checks each answer against the one prepared with its request (looked
+    up by the request's bytes: the pool's own objects, whose hash Python keeps)."""
 
-    def on_start(self):
-        import grpc
+    def __init__(self, environment, name: str, expected: dict[bytes, contract.Expected]):
         from tritonclient.grpc import service_pb2
 
-        opts = self.environment.parsed_options
-        self.address = opts.grpc_host or settings.address_on(self.host or "", "grpc")
-        self.name = f"{contract.MODEL} [grpc]"
-        pool = _pool("grpc", _batch_sizes(self, "grpc", self.address))
-        self.requests = itertools.islice(itertools.cycle(pool), random.randrange(len(pool)), None)
-        self.channel = grpc.insecure_channel(self.address)
-        # bytes in (the prepared request), bytes out (parsed here, so its length is known)
-        self.model_infer = self.channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+        self.fire = environment.events.request.fire
+        self.name = name
+        self.expected = expected
         self.parse = service_pb2.ModelInferResponse.FromString
-        self.rpc_error = grpc.RpcError
-        self.fire = self.environment.events.request.fire
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        error, length = None, 0
+        start = time.perf_counter()
+        outcome = continuation(client_call_details, request)
+        try:
+            answer = outcome.result()
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            length = len(answer)
+            error = _verdict(self.name, lambda: contract.check_grpc_answer(self.parse(answer), self.expected[request]))
+        except grpc.RpcError as exc:
+            elapsed_ms = (time.perf_counter() - start) * 1000
+            error = InferenceServerException(msg=exc.details(), status=str(exc.code()))  # as tritonclient says it
+        self.fire(request_type="grpc", name=self.name, response_time=elapsed_ms, response_length=length,
+                  exception=error, context={})
+        return outcome
+
+
+class LinearGrpcUser(User):
+    """ModelInfer over gRPC with prepared, serialized requests (bytes in, bytes out) on a channel whose
+    interceptor (CheckedCalls) reports each call to Locust and checks its answer as over HTTP."""
+
+    @staticmethod
+    def prepare(host: str, opts) -> list:
+        address = opts.grpc_host or settings.address_on(host, "grpc")
+        return _pool("grpc", _batch_sizes(opts, "grpc", address))
+
+    def on_start(self):
+        opts = self.environment.parsed_options
+        address = opts.grpc_host or settings.address_on(self.host or "", "grpc")
+        pool = self.prepare(self.host or "", opts)
+        self.requests = itertools.islice(itertools.cycle(pool), random.randrange(len(pool)), None)
+        self.channel = grpc.insecure_channel(address)
+        checked = grpc.intercept_channel(self.channel, CheckedCalls(self.environment, f"{contract.MODEL} [grpc]",
+                                                                    dict(pool)))
+        self.model_infer = checked.unary_unary("/inference.GRPCInferenceService/ModelInfer")
 
     def on_stop(self):
         self.channel.close()
 
     @task
     def infer(self):
-        request, want = next(self.requests)
-        error, length = None, 0
-        start = time.perf_counter()
         try:
-            answer = self.model_infer(request)
-            elapsed_ms = (time.perf_counter() - start) * 1000
-            length = len(answer)
-            error = _verdict(self.name, lambda: contract.check_grpc_answer(self.parse(answer), want))
-        except self.rpc_error as exc:
-            from tritonclient.utils import InferenceServerException
-
-            elapsed_ms = (time.perf_counter() - start) * 1000
-            error = InferenceServerException(msg=exc.details(), status=str(exc.code()))  # as tritonclient says it
-        self.fire(request_type="grpc", name=self.name, response_time=elapsed_ms, response_length=length,
-                  exception=error, context={})
+            self.model_infer(next(self.requests)[0])
+        except grpc.RpcError:
+            pass  # reported to Locust by the interceptor

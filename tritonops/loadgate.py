@@ -1,15 +1,15 @@
-"""`make loadtest`: run loadtests/linear.py headless, then pass or fail the run against its SLO.
+"""`make loadtest`: builds the command line of a headless, gated Locust run and returns its exit code.
 
-The run fails (exit 1) when any request failed (wrong answers included), when the server counted
-failed inferences, when p95 latency is above the target's threshold or throughput below it.
-Thresholds live in loadtests/thresholds.toml, one table per target (local-cpu, gpu, ...).
-Locust's CSV and HTML report, its log and a markdown summary go to the report folder; the
-server's own figures for the run come from two scrapes of its /metrics.
+The gate itself is Locust's: loadtests/slo_gate.py's event hooks judge the run against a table of
+loadtests/thresholds.toml (--slo) and set the exit code (0 pass, 1 a check failed, 2 a bad
+thresholds file). Locust's CSV and HTML report, its log, the verdict (summary.md) and Locust's
+figures (figures.json) go to the report folder. Here too: the thresholds file's reader (the gate,
+the bench's sweep and the tests read it), and start_locust/LocustRun for tools that stop Locust
+themselves and read its figures (locustcost, the fleet drills).
 """
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import re
@@ -17,25 +17,24 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import contract, metrics, settings
+from . import settings
 
 LOCUSTFILE = settings.ROOT / "loadtests" / "linear.py"
 THRESHOLDS = settings.ROOT / "loadtests" / "thresholds.toml"
 REPORTS = settings.ROOT / "reports" / "loadtest"
-THRESHOLD_FIELDS = {"p95_ms": float, "min_rps": float, "max_failures": int}
-# Locust's start (imports, --expect-workers-max-wait) and stop (--stop-timeout) on top of its run time;
-# past that it is hung, and the gate says so instead of hanging with it.
+THRESHOLD_FIELDS = {"p95_ms": float, "min_rps": float, "max_failures": int, "min_rate_share": float}
+OPTIONAL = {"max_failures": 0, "min_rate_share": 0.95}
+# How long LocustRun.stop waits for Locust to stop its users and write its figures; past that it is hung.
 EXIT_MARGIN_S = 120
 
 
 class GateError(RuntimeError):
-    """The gate could not run (bad thresholds file, Locust did not produce its stats)."""
+    """The gate could not run (bad thresholds file, Locust did not produce its figures)."""
 
 
 @dataclass(frozen=True)
@@ -44,6 +43,7 @@ class Thresholds:
     p95_ms: float
     min_rps: float
     max_failures: int = 0
+    min_rate_share: float = 0.95  # open loop (--target-rps): the achieved rate's least share of the target
 
 
 def load_thresholds(path: Path, target: str) -> Thresholds:
@@ -61,7 +61,7 @@ def load_thresholds(path: Path, target: str) -> Thresholds:
     values = {}
     for name, kind in THRESHOLD_FIELDS.items():
         if name not in table:
-            if name == "max_failures":
+            if name in OPTIONAL:
                 continue
             raise GateError(f"{path}: [{target}] {name} is missing")
         value = table[name]
@@ -70,6 +70,8 @@ def load_thresholds(path: Path, target: str) -> Thresholds:
         if value < 0 or (name != "max_failures" and value == 0):
             raise GateError(f"{path}: [{target}] {name} = {value!r} must be > 0" if name != "max_failures"
                             else f"{path}: [{target}] {name} = {value!r} must be >= 0")
+        if name == "min_rate_share" and value > 1:
+            raise GateError(f"{path}: [{target}] {name} = {value!r} must be <= 1")
         values[name] = kind(value)
     unknown = set(table) - set(THRESHOLD_FIELDS) - {"description"}
     if unknown:
@@ -80,6 +82,8 @@ def load_thresholds(path: Path, target: str) -> Thresholds:
 
 @dataclass(frozen=True)
 class LocustResult:
+    """Locust's own figures for a whole run, as loadtests/slo_gate.py wrote them (--figures-file)."""
+
     requests: int
     failures: int
     rps: float
@@ -87,12 +91,8 @@ class LocustResult:
     p95_ms: float
     p99_ms: float
     avg_ms: float
-    errors: list[tuple[int, str]]  # (occurrences, "name: message"), most frequent first; from the last
-    # CSV snapshot (Locust rewrites it once a second), so counts may trail the final ones
-    log_errors: list[str]  # ERROR lines of Locust's log (a user that could not start, a bad argument)
-    stats_csv: Path
-    html: Path
-    log: Path
+    errors: list  # [occurrences, "name: error"], most frequent first
+    exceptions: list  # errors in user code (a user that could not start)
 
 
 @dataclass
@@ -100,12 +100,11 @@ class LocustRun:
     """A headless Locust started by start_locust(): its process (own session) and where it writes."""
 
     proc: subprocess.Popen
-    csv_prefix: Path
-    html: Path
+    figures: Path
     log: Path
 
     def stop(self, timeout: float = EXIT_MARGIN_S) -> None:
-        """SIGTERM: Locust stops its users and writes its final stats; killed (session and all) if it hangs."""
+        """SIGTERM: Locust stops its users and writes its figures; killed (session and all) if it hangs."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
         try:
@@ -120,56 +119,41 @@ class LocustRun:
         self.proc.wait()
 
     def results(self) -> LocustResult:
-        summary = Path(f"{self.csv_prefix}.json")
-        if not summary.exists():
-            raise GateError(f"Locust exited with {self.proc.returncode} and wrote no {summary.name}; its log ({self.log}):\n{_tail(self.log)}")
-        return _read_results(summary, Path(f"{self.csv_prefix}_failures.csv"), Path(f"{self.csv_prefix}_stats.csv"),
-                             self.html, self.log)
+        if not self.figures.exists():
+            raise GateError(f"Locust exited with {self.proc.returncode} and wrote no {self.figures.name}; "
+                            f"its log ({self.log}):\n{_tail(self.log)}")
+        return LocustResult(**json.loads(self.figures.read_text()))
 
 
-def start_locust(url: str, users: int, duration: str, report_dir: Path, *, prefix: str = "locust",
-                 user_class: str = "", binary: bool = False, batch_size: int = 0, processes: int = 0,
-                 grpc_url: str = "", extra: list[str] | None = None, locustfile: Path = LOCUSTFILE) -> LocustRun:
-    """Start the Locust file headless as its users would (a subprocess in its own session, so a hung
-    run is ended with its --processes workers); user_class may name several, space-separated."""
-    report_dir.mkdir(parents=True, exist_ok=True)
-    csv_prefix = report_dir / prefix
-    html = report_dir / f"{prefix}.html"
-    log = report_dir / f"{prefix}.log"
+def locust_command(url: str, users: int, duration: str, report_dir: Path, *, prefix: str = "locust",
+                   user_class: str = "", binary: bool = False, batch_size: int = 0, processes: int = 0,
+                   grpc_url: str = "", extra: list[str] | None = None, locustfile: Path = LOCUSTFILE) -> list[str]:
+    """Locust headless on the Locust file, its reports under report_dir/prefix*; user_class may name several."""
+    out = report_dir / prefix
     cmd = [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(users),
-           "-t", duration, "-H", url, "--csv", str(csv_prefix), "--html", str(html), "--json-file", str(csv_prefix), "--only-summary",
-           "--stop-timeout", "5", "--batch-size", str(batch_size)]
+           "-t", duration, "-H", url, "--csv", str(out), "--html", f"{out}.html", "--figures-file", f"{out}.figures.json",
+           "--only-summary", "--stop-timeout", "5", "--batch-size", str(batch_size)]
     if binary:
         cmd.append("--binary")
     if processes:
         cmd += ["--processes", str(processes)]
     if grpc_url:
         cmd += ["--grpc-host", grpc_url]
-    cmd += extra or []
-    cmd += user_class.split()
+    return cmd + (extra or []) + user_class.split()
+
+
+def start_locust(url: str, users: int, duration: str, report_dir: Path, *, prefix: str = "locust", **kwargs) -> LocustRun:
+    """Start the Locust file headless (locust_command's arguments) in its own session, output to its log,
+    for a caller that stops it (LocustRun.stop) and reads its figures (LocustRun.results)."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    cmd = locust_command(url, users, duration, report_dir, prefix=prefix, **kwargs)
+    log = report_dir / f"{prefix}.log"
     with open(log, "w") as out:
-        out.write("$ " + " ".join(cmd) + "\n")
+        out.write("$ " + shlex.join(cmd) + "\n")
         out.flush()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 cwd=settings.ROOT, start_new_session=True)
-    return LocustRun(proc, csv_prefix, html, log)
-
-
-def run_locust(url: str, users: int, duration: str, report_dir: Path, *, exit_margin_s: float = EXIT_MARGIN_S,
-               **kwargs) -> LocustResult:
-    """Run Locust for `duration` (start_locust's arguments), then read its stats."""
-    run = start_locust(url, users, duration, report_dir, **kwargs)
-    limit = run_seconds(duration) + exit_margin_s
-    try:
-        run.proc.wait(timeout=limit)
-    except subprocess.TimeoutExpired:
-        run.kill()
-        raise GateError(f"Locust did not exit within {limit:g} s ({duration} run + {exit_margin_s:g} s to start "
-                        f"and stop): hung, killed; its log ({run.log}):\n{_tail(run.log)}") from None
-    except BaseException:  # Ctrl-C: do not leave Locust running
-        run.kill()
-        raise
-    return run.results()
+    return LocustRun(proc, report_dir / f"{prefix}.figures.json", log)
 
 
 def run_seconds(duration: str) -> int:
@@ -186,127 +170,11 @@ def _tail(log: Path, lines: int = 20) -> str:
     return "\n".join(log.read_text().splitlines()[-lines:])
 
 
-def percentile(histogram: dict[int, int], count: int, fraction: float) -> float:
-    """Locust's own percentile rule over its {rounded ms: count} histogram (locust.stats isn't
-    imported here: importing locust monkey-patches this whole process for gevent)."""
-    wanted = int(count * fraction)
-    seen = 0
-    for ms in sorted(histogram, reverse=True):
-        seen += histogram[ms]
-        if count - seen <= wanted:
-            return float(ms)
-    return 0.0
-
-
-def _message(error: str) -> str:
-    """WrongAnswer("wrong answer: ...") -> wrong answer: ...; other exceptions keep their type."""
-    match = re.fullmatch(r"""(\w+)\((['"])(.*)\2\)""", error, re.S)
-    if not match:
-        return error
-    kind, _, text = match.groups()
-    return text if kind == "WrongAnswer" else f"{kind}: {text}"
-
-
-def _read_results(summary: Path, failures: Path, stats_csv: Path, html: Path, log: Path) -> LocustResult:
-    """Figures from --json-file, Locust's final stats (its CSV is rewritten once a second, so it lags)."""
-    entries = json.loads(summary.read_text())
-    histogram: dict[int, int] = {}
-    for entry in entries:
-        for ms, n in entry["response_times"].items():
-            histogram[int(float(ms))] = histogram.get(int(float(ms)), 0) + n
-    requests = sum(e["num_requests"] for e in entries)
-    stamps = [e["last_request_timestamp"] for e in entries if e.get("last_request_timestamp")]
-    elapsed = max(stamps) - min(e["start_time"] for e in entries) if stamps else 0.0
-    errors = []
-    if failures.exists():
-        with open(failures, newline="") as f:
-            errors = sorted(((int(r["Occurrences"]), f"{r['Name']}: {_message(r['Error'])}")
-                             for r in csv.DictReader(f)), reverse=True)
-    log_errors = [line.strip() for line in log.read_text().splitlines() if "/ERROR/" in line or "Error:" in line]
-    return LocustResult(
-        requests=requests, failures=sum(e["num_failures"] for e in entries),
-        rps=requests / elapsed if elapsed > 0 else 0.0,
-        p50_ms=percentile(histogram, requests, 0.5), p95_ms=percentile(histogram, requests, 0.95),
-        p99_ms=percentile(histogram, requests, 0.99),
-        avg_ms=sum(e["total_response_time"] for e in entries) / requests if requests else 0.0,
-        errors=errors, log_errors=log_errors[:5], stats_csv=stats_csv, html=html, log=log)
-
-
-@dataclass
-class Verdict:
-    rows: list[tuple[str, str, str, str]] = field(default_factory=list)  # check, measured, limit, result
-    failed: list[str] = field(default_factory=list)
-
-    def check(self, name: str, measured: str, limit: str, ok: bool, why: str) -> None:
-        self.rows.append((name, measured, limit, "ok" if ok else "FAIL"))
-        if not ok:
-            self.failed.append(why)
-
-
-def judge(result: LocustResult, limits: Thresholds, server: metrics.ServerFigures | None) -> Verdict:
-    v = Verdict()
-    v.check("requests sent", str(result.requests), "> 0", result.requests > 0,
-            "no request completed: is the URL right and the model loaded?"
-            + (f" Locust says: {result.log_errors[-1]}" if result.log_errors else ""))
-    v.check("failed requests (client)", str(result.failures), f"<= {limits.max_failures}",
-            result.failures <= limits.max_failures,
-            f"{result.failures} of {result.requests} requests failed"
-            + (f"; most frequent: {result.errors[0][1]}" if result.errors else ""))
-    if server is not None:
-        v.check("failed inferences (server)", str(server.failure), f"<= {limits.max_failures}",
-                server.failure <= limits.max_failures, f"the server counted {server.failure} failed inferences")
-    v.check("p95 latency", f"{result.p95_ms:.1f} ms", f"<= {limits.p95_ms:g} ms", result.p95_ms <= limits.p95_ms,
-            f"p95 latency {result.p95_ms:.1f} ms is above the {limits.p95_ms:g} ms threshold")
-    v.check("throughput", f"{result.rps:.1f} req/s", f">= {limits.min_rps:g} req/s", result.rps >= limits.min_rps,
-            f"throughput {result.rps:.1f} req/s is below the {limits.min_rps:g} req/s threshold")
-    return v
-
-
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     """A markdown table that also reads well on a terminal."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
-
-
-def report(url: str, users: int, duration: str, limits: Thresholds, result: LocustResult,
-           server: metrics.ServerFigures | None, server_note: str, verdict: Verdict) -> str:
-    parts = [f"# Load test of {contract.MODEL} at {url}",
-             f"{users} users, {duration}, target `{limits.target}`, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", "",
-             table(verdict.rows, ("check", "measured", "threshold", "result")), "",
-             table([("p50 latency", f"{result.p50_ms:.1f} ms"), ("p99 latency", f"{result.p99_ms:.1f} ms"),
-                    ("avg latency", f"{result.avg_ms:.1f} ms"), *(server.rows() if server else [])],
-                   ("figure", "value"))]
-    if server_note:
-        parts += ["", server_note]
-    if result.errors:
-        parts += ["", "Failures (Locust; counts from its last CSV snapshot, up to a second before the end):", "",
-                  table([(str(n), text) for n, text in result.errors[:10]], ("occurrences", "error"))]
-    parts += ["", f"Locust: {result.stats_csv}, {result.html}, {result.log}", "",
-              ("PASS" if not verdict.failed else "FAIL:\n" + "\n".join(f"  - {w}" for w in verdict.failed))]
-    return "\n".join(parts) + "\n"
-
-
-def gate(url: str, users: int, duration: str, target: str, thresholds: Path, report_dir: Path,
-         metrics_url: str | None = None, **locust_options) -> tuple[bool, str]:
-    """Run the load test and judge it; returns (passed, markdown report) and writes summary.md."""
-    limits = load_thresholds(thresholds, target)
-    metrics_url = metrics_url or metrics.metrics_url_for(url)
-    server, note = None, ""
-    try:
-        before = metrics.scrape(metrics_url, contract.MODEL)
-    except metrics.MetricsError as exc:
-        before, note = None, f"Server-side figures unavailable: {exc}"
-    result = run_locust(url, users, duration, report_dir, **locust_options)
-    if before is not None:
-        try:
-            server = metrics.difference(before, metrics.scrape(metrics_url, contract.MODEL))
-        except metrics.MetricsError as exc:
-            note = f"Server-side figures unavailable: {exc}"
-    verdict = judge(result, limits, server)
-    text = report(url, users, duration, limits, result, server, note, verdict)
-    (report_dir / "summary.md").write_text(text)
-    return not verdict.failed, text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -318,8 +186,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", default="30s", help="Locust --run-time, e.g. 30s, 2m")
     parser.add_argument("--target", default="local-cpu", help="table of the thresholds file to judge against")
     parser.add_argument("--thresholds", type=Path, default=THRESHOLDS)
+    parser.add_argument("--rate", type=float, default=0,
+                        help="open loop: requests a second for all users together (Locust --target-rps); "
+                             "the gate checks p95 at that rate and that the rate was reached. 0: closed loop")
     parser.add_argument("--report-dir", type=Path, default=REPORTS)
-    parser.add_argument("--metrics-url", default=None,
+    parser.add_argument("--metrics-url", default="",
                         help=f"Triton /metrics (default: the URL's host, port {settings.port('metrics')})")
     parser.add_argument("--user-class", default="", choices=["", "LinearHttpUser", "LinearGrpcUser"],
                         help="Locust user class (default: LinearHttpUser)")
@@ -336,15 +207,21 @@ def main(argv: list[str] | None = None) -> int:
     url = a.url if "://" in a.url else f"http://{a.url}"
     if not urlsplit(url).hostname:
         parser.error(f"--url {a.url!r}: no host")
-    try:
-        passed, text = gate(url, a.users, a.duration, a.target, a.thresholds, a.report_dir, a.metrics_url,
-                            user_class=a.user_class, grpc_url=a.grpc_url, binary=a.binary, batch_size=a.batch_size,
-                            processes=a.processes, extra=shlex.split(a.locust_args))
-    except GateError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(text, end="")
-    return 0 if passed else 1
+    a.report_dir.mkdir(parents=True, exist_ok=True)
+    gate = ["--slo", a.target, "--slo-file", str(a.thresholds), "--slo-report", str(a.report_dir / "summary.md"),
+            "--logfile", str(a.report_dir / "locust.log")]
+    gate += ["--metrics-url", a.metrics_url] if a.metrics_url else []
+    gate += ["--target-rps", str(a.rate)] if a.rate else []
+    cmd = locust_command(url, a.users, a.duration, a.report_dir, user_class=a.user_class, binary=a.binary,
+                         batch_size=a.batch_size, processes=a.processes, grpc_url=a.grpc_url,
+                         extra=gate + shlex.split(a.locust_args))
+    print("$ " + shlex.join(cmd), flush=True)
+    proc = subprocess.Popen(cmd, cwd=settings.ROOT)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # Ctrl-C reached Locust too: it stops, writes its reports and exits
+            continue
 
 
 if __name__ == "__main__":

@@ -126,7 +126,7 @@ def measure(http_url: str, grpc_url: str, metrics_url: str, protocol: str, users
     result = run.results()
     if result.failures or not result.requests:
         raise loadgate.GateError(f"Locust {protocol}: {result.failures} of {result.requests} requests failed: "
-                                 f"{result.errors[:1] or result.log_errors[-1:]}")
+                                 f"{result.errors[:1] or result.exceptions[-1:]}")
     return Cost(protocol, users, window.seconds, window.requests, window.requests / window.seconds,
                 window.cpu_s / window.requests * 1e6, window.server, result)
 

@@ -160,7 +160,7 @@ def locust_through(fleet: Fleet, name: str, users: int = 4, rate_per_user: float
         time.sleep(1)  # answers after the last step count too
         run.stop()
     out["result"] = result = run.results()
-    assert not result.log_errors, f"Locust logged errors (a user could not start?): {result.log_errors}"
+    assert not result.exceptions, f"Locust caught errors in user code (a user could not start?): {result.exceptions}"
 
 
 def load_summary(result: loadgate.LocustResult) -> str:

@@ -52,5 +52,5 @@ def copy_of_shipped(tmp_path) -> Path:
 def lenient_thresholds(tmp_path) -> Path:
     """Thresholds no healthy server misses: tests must not depend on this machine's speed."""
     path = tmp_path / "thresholds.toml"
-    path.write_text('[lenient]\np95_ms = 60000\nmin_rps = 1\nmax_failures = 0\n')
+    path.write_text('[lenient]\np95_ms = 60000\nmin_rps = 1\nmax_failures = 0\nmin_rate_share = 0.5\n')
     return path

@@ -1,6 +1,9 @@
-"""No server needed: the thresholds file, the benchmark models' configs, the metrics arithmetic."""
+"""No server needed: the thresholds file (its reader, and Locust refusing a bad one before any user
+runs), the benchmark models' configs, the metrics arithmetic, a hung Locust."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ def test_committed_thresholds_have_both_targets():
     ("[t]\np95_ms = 'fast'\nmin_rps = 1\n", "[t] p95_ms = 'fast' must be a number"),
     ("[t]\np95_ms = 10\nmin_rps = -5\n", "[t] min_rps = -5 must be > 0"),
     ("[t]\np95_ms = 10\nmin_rps = 5\nmax_failures = 0.5\n", "[t] max_failures = 0.5 must be an integer"),
+    ("[t]\np95_ms = 10\nmin_rps = 5\nmin_rate_share = 1.5\n", "[t] min_rate_share = 1.5 must be <= 1"),
     ("[t]\np95_ms = 10\nmin_rps = 5\np59_ms = 3\n", "unknown field(s) p59_ms"),
     ("[t\np95_ms = 10\n", "not valid TOML"),
 ])
@@ -33,11 +37,25 @@ def test_bad_thresholds_name_file_target_and_field(tmp_path, text, message):
     assert str(path) in str(err.value) and message in str(err.value)
 
 
-def test_cli_reports_a_bad_target_without_running_locust(tmp_path, capsys):
-    code = loadgate.main(["--url", "127.0.0.1:1", "--target", "nope", "--report-dir", str(tmp_path)])
-    assert code == 2
-    assert "no [nope] table (targets: local-cpu, gpu)" in capsys.readouterr().err
-    assert not list(tmp_path.iterdir())
+def test_make_loadtest_reports_a_bad_target_without_running_users(tmp_path):
+    """The wrapper passes the target to Locust; Locust's init hook refuses it before any user starts."""
+    done = subprocess.run([sys.executable, "-m", "tritonops.loadgate", "--url", "127.0.0.1:1", "--target", "nope",
+                           "--report-dir", str(tmp_path)], cwd=settings.ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"error: {loadgate.THRESHOLDS}: no [nope] table (targets: local-cpu, gpu)" in done.stderr
+    assert not (tmp_path / "summary.md").exists() and (tmp_path / "locust_stats.csv").stat().st_size == 0  # opened, empty
+    assert "Ramping to" not in (tmp_path / "locust.log").read_text()
+
+
+def test_plain_locust_refuses_a_bad_field_naming_file_table_and_field(tmp_path):
+    path = tmp_path / "thresholds.toml"
+    path.write_text("[t]\np95_ms = 'fast'\nmin_rps = 1\n")
+    done = subprocess.run([sys.executable, "-m", "locust", "-f", str(loadgate.LOCUSTFILE), "--headless", "-u", "1",
+                           "-t", "2s", "-H", "http://127.0.0.1:1", "--slo", "t", "--slo-file", str(path)],
+                          cwd=settings.ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"error: {path}: [t] p95_ms = 'fast' must be a number" in done.stderr
+    assert "Ramping to" not in done.stderr and "Aggregated" not in done.stdout  # no user ran
 
 
 def _scheduling(path: Path) -> tuple:
@@ -88,24 +106,6 @@ nv_inference_compute_infer_duration_us{model="linear",version="1"} %d
     assert figures.avg_queue_us == 200 and figures.avg_compute_us == 100
 
 
-def test_percentiles_follow_locusts_own_rule():
-    """The gate reads Locust's JSON without importing locust (that would monkey-patch this process),
-    so its percentile must equal locust.stats' function; asked in a separate interpreter."""
-    import json
-    import subprocess
-    import sys
-
-    histogram = {5: 90, 50: 9, 900: 1, 1200: 3}
-    fractions = [0.5, 0.9, 0.95, 0.98, 0.99, 1.0]
-    code = ("import json, sys; from locust.stats import calculate_response_time_percentile as p; "
-            "h = {int(k): v for k, v in json.loads(sys.argv[1]).items()}; "
-            "print(json.dumps([p(h, sum(h.values()), f) for f in json.loads(sys.argv[2])]))")
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(histogram), json.dumps(fractions)],
-                         capture_output=True, text=True, check=True).stdout
-    want = json.loads(out.strip().splitlines()[-1])
-    assert [loadgate.percentile(histogram, 103, f) for f in fractions] == want
-
-
 HANGS_AT_EXIT = '''
 import atexit, os
 from locust import User, events, task
@@ -113,29 +113,36 @@ from locust import User, events, task
 @events.init_command_line_parser.add_listener
 def _arguments(parser):
     parser.add_argument("--batch-size", type=int, default=0)
+    parser.add_argument("--figures-file", default="")
 
 class Idle(User):
     @task
     def nothing(self):
         self.wait_time = lambda: 0.2
 
-atexit.register(os.system, "echo hanging; sleep 300")  # a child in Locust's session, blocking its exit
+# a child in Locust's session that outlives SIGTERM, blocking Locust's exit
+atexit.register(os.system, "echo hanging; trap '' TERM; sleep 300")
 '''
 
 
 def test_a_locust_that_does_not_exit_is_killed_and_named(tmp_path):
-    """A hung Locust (a deadlock at exit was seen once) fails the gate with its log, not the whole test run."""
+    """A hung Locust (a deadlock at exit was seen once) fails its caller with its log (LocustRun.stop, as
+    locustcost and the fleet drills stop it), not the whole test run."""
+    import time
+
     import psutil
 
     locustfile = tmp_path / "hangs.py"
     locustfile.write_text(HANGS_AT_EXIT)
-    before = {p.pid for p in psutil.process_iter()}
-    with pytest.raises(loadgate.GateError, match=r"(?s)Locust did not exit within 9 s \(1s run \+ 8 s to start and stop\): "
-                                                 r"hung, killed; its log .*hanging"):
-        loadgate.run_locust("http://127.0.0.1:9", 1, "1s", tmp_path, locustfile=locustfile, exit_margin_s=8)
-    left = [p for p in psutil.process_iter(["pid", "cmdline"]) if p.pid not in before
-            and any("sleep 300" in a or str(locustfile) in a for a in p.info["cmdline"] or [])]
-    assert left == [], left  # Locust and the child it waited on are both gone
+    run = loadgate.start_locust("http://127.0.0.1:9", 1, "1s", tmp_path, locustfile=locustfile)
+    deadline = time.monotonic() + 120
+    while "hanging" not in run.log.read_text():  # its run is over; it is stuck at exit
+        assert time.monotonic() < deadline and run.proc.poll() is None, run.log.read_text()
+        time.sleep(0.2)
+    tree = [run.proc.pid] + [p.pid for p in psutil.Process(run.proc.pid).children(recursive=True)]
+    with pytest.raises(loadgate.GateError, match=r"(?s)Locust did not exit within 3 s of SIGTERM: killed; its log .*hanging"):
+        run.stop(timeout=3)
+    assert not [pid for pid in tree if psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
 
 
 @pytest.mark.parametrize("duration, seconds", [("30", 30), ("30s", 30), ("2m", 120), ("1h30m", 5400), ("1h2m3s", 3723)])

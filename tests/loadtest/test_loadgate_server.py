@@ -1,9 +1,11 @@
-"""`make loadtest` against real tritonservers: it passes on the shipped model and fails, with the
-reason, on a server that answers wrongly and on one that is too slow. Short runs; no timing is
-asserted except against a server made slow on purpose (the committed local-cpu SLO must catch it).
+"""The Locust-native gate against real tritonservers, as a plain `locust ... --slo` and as `make
+loadtest`: it passes on the shipped model and fails, with the reason, on a server that answers wrongly,
+on one that is too slow and on thresholds no server meets; open loop too. Short runs; no timing is
+asserted except where a threshold is impossible or a server slow on purpose.
 """
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,13 +18,22 @@ SHIPPED = settings.MODEL_REPOSITORY / settings.MODEL_NAME
 
 
 def gate(server, report_dir: Path, thresholds: Path = loadgate.THRESHOLDS, target: str = "local-cpu",
-         users: int = 4, duration: str = "4s", *extra: str) -> tuple[int, str]:
+         users: int = 4, duration: str = "4s", *extra: str, rate: str = "") -> tuple[int, str]:
     """Run the gate as `make loadtest` does (the Make verb, so its variables are tested too)."""
     args = (f"--thresholds {thresholds} --report-dir {report_dir} --metrics-url {server.metrics_url} "
             + " ".join(extra))
     done = subprocess.run(
         ["make", "--no-print-directory", "-o", ".venv/.installed", "loadtest", f"URL={server.http_url}",
-         f"USERS={users}", f"DURATION={duration}", f"TARGET={target}", f"LOADTEST_ARGS={args}"],
+         f"USERS={users}", f"DURATION={duration}", f"TARGET={target}", f"RATE={rate}", f"LOADTEST_ARGS={args}"],
+        cwd=settings.ROOT, capture_output=True, text=True, timeout=180)
+    return done.returncode, done.stdout + done.stderr
+
+
+def locust(server, *args: str, users: int = 2, duration: str = "3s") -> tuple[int, str]:
+    """A plain headless `locust` run of the Locust file, as its README shows it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(loadgate.LOCUSTFILE), "--headless", "-u", str(users), "-r", str(users),
+         "-t", duration, "-H", f"http://{server.http_url}", "--metrics-url", server.metrics_url, "--only-summary", *args],
         cwd=settings.ROOT, capture_output=True, text=True, timeout=180)
     return done.returncode, done.stdout + done.stderr
 
@@ -37,8 +48,9 @@ def figures(summary: Path) -> dict[str, str]:
 def test_gate_passes_on_the_shipped_model_with_mixed_batches(shipped_server, lenient_thresholds, tmp_path):
     code, out = gate(shipped_server, tmp_path, lenient_thresholds, "lenient")
     assert code == 0, out
-    assert out.rstrip().endswith("PASS")
-    for name in ("locust_stats.csv", "locust_failures.csv", "locust.html", "locust.json", "summary.md"):
+    assert "\nPASS\n" in out
+    for name in ("locust_stats.csv", "locust_failures.csv", "locust.html", "locust.log", "locust.figures.json",
+                 "summary.md"):
         assert (tmp_path / name).stat().st_size > 0, name
     got = figures(tmp_path / "summary.md")
     assert got["failed requests (client)"] == "0"
@@ -48,6 +60,36 @@ def test_gate_passes_on_the_shipped_model_with_mixed_batches(shipped_server, len
     # mixed batch sizes 1..max_batch_size: many more rows than requests
     assert int(got["server: inferences (rows)"]) > 4 * requests
     assert float(got["server: avg batch formed (inferences/executions)"]) >= 1
+
+
+def test_plain_locust_gates_its_run(shipped_server, lenient_thresholds, tmp_path):
+    """`locust -f loadtests/linear.py ... --slo TABLE` alone: exit 0 and the verdict table on a healthy server;
+    exit 1 naming the check when the table asks for a throughput no server reaches."""
+    code, out = locust(shipped_server, "--slo", "lenient", "--slo-file", str(lenient_thresholds))
+    assert code == 0, out
+    assert "| throughput " in out and "| p95 latency " in out and "\nPASS\n" in out
+
+    impossible = tmp_path / "impossible.toml"
+    impossible.write_text("[t]\np95_ms = 60000\nmin_rps = 1e9\n")
+    code, out = locust(shipped_server, "--slo", "t", "--slo-file", str(impossible), "--slo-report", str(tmp_path / "v.md"))
+    assert code == 1, out
+    assert "FAIL:\n  - throughput " in out and "req/s is below the 1e+09 req/s threshold" in out
+    assert figures(tmp_path / "v.md")["failed requests (client)"] == "0"  # failed on speed only
+
+
+def test_open_loop_gates_p95_at_a_target_rate(shipped_server, lenient_thresholds, tmp_path):
+    """--target-rps: every user paced (constant_throughput) to target/users; p95 judged at that rate, and the
+    rate must be reached. A rate two users cannot reach fails clearly (through `make loadtest RATE=`)."""
+    code, out = locust(shipped_server, "--slo", "lenient", "--slo-file", str(lenient_thresholds), "--target-rps", "20",
+                       "--figures-file", str(tmp_path / "f.json"))
+    assert code == 0, out
+    assert "| achieved rate (open loop) " in out and "| throughput " not in out
+    rps = json.loads((tmp_path / "f.json").read_text())["rps"]
+    assert 10 <= rps <= 30, rps  # paced: not at saturation (hundreds a second here)
+
+    code, out = gate(shipped_server, tmp_path, lenient_thresholds, "lenient", 2, "3s", rate="1000000")  # make's RATE
+    assert code != 0 and "loadtest] Error 1" in out, out
+    assert "of the 1e+06 req/s target: the client or the server could not keep up" in out
 
 
 def test_gate_passes_over_grpc_and_binary_http_with_processes(shipped_server, lenient_thresholds, tmp_path):
@@ -119,7 +161,8 @@ def test_gate_names_the_problem_when_nothing_answers(lenient_thresholds, tmp_pat
 
     port = free_port()
     code = loadgate.main(["--url", f"127.0.0.1:{port}", "--users", "1", "--duration", "2s", "--target", "lenient",
-                          "--thresholds", str(lenient_thresholds), "--report-dir", str(tmp_path)])
+                          "--thresholds", str(lenient_thresholds), "--report-dir", str(tmp_path),
+                          "--metrics-url", f"http://127.0.0.1:{port}/metrics"])
     summary = (tmp_path / "summary.md").read_text()
     assert code == 1
     assert "no request completed" in summary and "Connection refused" in summary
