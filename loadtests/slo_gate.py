@@ -122,29 +122,15 @@ def _start(environment, **_kwargs):
         RUN.before = _scrape()
 
 
-@dataclass(frozen=True)
-class Figures:
-    """Locust's own figures for the whole run, serialized as they are (nothing recomputed here)."""
-
-    requests: int
-    failures: int
-    rps: float
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    avg_ms: float
-    errors: list = field(default_factory=list)  # [occurrences, "name: error"], most frequent first
-    exceptions: list = field(default_factory=list)  # errors in user code (a user that could not start)
-
-    @classmethod
-    def of(cls, environment) -> Figures:
-        total = environment.stats.total
-        errors = sorted(([e.occurrences, f"{e.name}: {e.error}"] for e in environment.stats.errors.values()),
-                        reverse=True)
-        return cls(requests=total.num_requests, failures=total.num_failures, rps=total.total_rps,
-                   p50_ms=total.get_response_time_percentile(0.5), p95_ms=total.get_response_time_percentile(0.95),
-                   p99_ms=total.get_response_time_percentile(0.99), avg_ms=total.avg_response_time,
-                   errors=errors, exceptions=[e["msg"] for e in environment.runner.exceptions.values()])
+def figures(environment) -> loadgate.LocustResult:
+    """Locust's own figures for the whole run, taken as they are (nothing recomputed here)."""
+    total = environment.stats.total
+    errors = sorted(([e.occurrences, f"{e.name}: {e.error}"] for e in environment.stats.errors.values()), reverse=True)
+    return loadgate.LocustResult(
+        requests=total.num_requests, failures=total.num_failures, rps=total.total_rps,
+        p50_ms=total.get_response_time_percentile(0.5), p95_ms=total.get_response_time_percentile(0.95),
+        p99_ms=total.get_response_time_percentile(0.99), avg_ms=total.avg_response_time,
+        errors=errors, exceptions=[e["msg"] for e in environment.runner.exceptions.values()])
 
 
 @dataclass
@@ -158,7 +144,7 @@ class Verdict:
             self.failed.append(why)
 
 
-def judge(f: Figures, limits: loadgate.Thresholds, server: metrics.ServerFigures | None,
+def judge(f: loadgate.LocustResult, limits: loadgate.Thresholds, server: metrics.ServerFigures | None,
           target_rps: float = 0) -> Verdict:
     v = Verdict()
     v.check("requests sent", str(f.requests), "> 0", f.requests > 0,
@@ -186,7 +172,7 @@ def judge(f: Figures, limits: loadgate.Thresholds, server: metrics.ServerFigures
     return v
 
 
-def report(environment, f: Figures, limits: loadgate.Thresholds, server: metrics.ServerFigures | None,
+def report(environment, f: loadgate.LocustResult, limits: loadgate.Thresholds, server: metrics.ServerFigures | None,
            verdict: Verdict) -> str:
     opts = environment.parsed_options
     load = f"{environment.runner.target_user_count or opts.num_users} users" + (
@@ -215,7 +201,7 @@ def _judge(environment, **_kwargs):
         # SIGTERM or Ctrl-C quit a running test: stop its users first, so the figures and the closing
         # scrape cover the same requests
         environment.runner.stop()
-    f = Figures.of(environment)
+    f = figures(environment)
     if opts.figures_file:
         Path(opts.figures_file).write_text(json.dumps(asdict(f), indent=1) + "\n")
     if RUN.limits is None:

@@ -82,7 +82,7 @@ def load_thresholds(path: Path, target: str) -> Thresholds:
 
 @dataclass(frozen=True)
 class LocustResult:
-    """Locust's own figures for a whole run, as loadtests/slo_gate.py wrote them (--figures-file)."""
+    """Locust's own figures for a whole run (loadtests/slo_gate.figures), as its --figures-file holds them."""
 
     requests: int
     failures: int
