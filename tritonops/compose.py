@@ -75,6 +75,9 @@ def environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
     if not values["TRITON_EXIT_TIMEOUT_SECS"].isdigit():
         raise ComposeError(f"TRITON_EXIT_TIMEOUT_SECS={values['TRITON_EXIT_TIMEOUT_SECS']!r}: expected whole seconds")
     values.setdefault("TRITON_STOP_GRACE_PERIOD", f"{int(values['TRITON_EXIT_TIMEOUT_SECS']) + STOP_MARGIN_SECS}s")
+    # The images compose runs (compose.yaml, compose.gpu.yaml), named by tritonops.images' one builder.
+    values.update({"TRITON_IMAGE_CPU": images.image_ref(values, "cpu"), "TRITON_IMAGE_GPU": images.image_ref(values, "gpu"),
+                   "TRITON_GATEWAY_IMAGE": images.gateway_ref(values)})
     return values
 
 

@@ -49,7 +49,7 @@ class Flavour:
 
     @property
     def image(self) -> str:
-        return f"{settings.get('IMAGE_REPO')}:{self.tag}-{self.name}"
+        return image_ref(settings.versions(), self.name)
 
     @property
     def wheels(self) -> Path:
@@ -61,6 +61,18 @@ class Flavour:
         return IMAGES / f"requirements-{self.name}.txt"
 
 
+# The one place image references are built: Flavour.image, the env file compose reads
+# (tritonops.compose: TRITON_IMAGE_CPU, TRITON_IMAGE_GPU, TRITON_GATEWAY_IMAGE) and Ansible's group_vars
+# (`python -m tritonops.images refs`) all come from these two.
+def image_ref(values: dict[str, str], flavour: str) -> str:
+    """<IMAGE_REPO>:<NGC_TAG>-gpu or <IMAGE_REPO>:<CPU_NGC_TAG>-cpu, from versions.env-shaped values."""
+    return f"{values['IMAGE_REPO']}:{values['NGC_TAG' if flavour == 'gpu' else 'CPU_NGC_TAG']}-{flavour}"
+
+
+def gateway_ref(values: dict[str, str]) -> str:
+    return f"{values['GATEWAY_IMAGE']}:{values['HAPROXY_VERSION']}"
+
+
 def debian_base() -> str:
     return f"{settings.get('DEBIAN_BASE_IMAGE')}:{settings.get('DEBIAN_SUITE')}"
 
@@ -70,7 +82,7 @@ def cpu_base() -> str:
 
 
 def gateway_image() -> str:
-    return f"{settings.get('GATEWAY_IMAGE')}:{settings.get('HAPROXY_VERSION')}"
+    return gateway_ref(settings.versions())
 
 
 def ngc_base() -> str:
@@ -461,9 +473,23 @@ def save_tarball(flavour: Flavour, dest: Path | None = None, baked: bool = False
     return dest
 
 
+def refs() -> dict[str, dict]:
+    """What Ansible's triton role needs to know about the images (group_vars/all.yml reads it as
+    triton_image_refs): per flavour the image compose runs, its tarball (`make image-tarball`), the
+    Triton it carries, and for a build on the host its base and build args; the gateway's image,
+    tarball and build args (the host supplies DEBIAN_BASE)."""
+    found: dict[str, dict] = {
+        name: {"image": f.image, "tarball": str(tarball_path(f.image)), "triton": f.triton, "base": f.base,
+               "build_args": {"BASE_IMAGE": f.base, **build_args(f)}} for name, f in FLAVOURS.items()}
+    found["gateway"] = {"image": gateway_image(), "tarball": str(tarball_path(gateway_image())),
+                        "build_args": {"HAPROXY_VERSION": settings.get("HAPROXY_VERSION")}}
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tritonops images", description=__doc__)
-    parser.add_argument("what", choices=["base-image", "lock", "wheels", "image", "tarball", "standins"])
+    parser.add_argument("what", choices=["base-image", "lock", "wheels", "image", "tarball", "standins", "refs", "ref"],
+                        help="refs: every image reference as JSON (Ansible reads it); ref: the project image's (--gpu)")
     parser.add_argument("--gpu", action="store_true", help="the NGC flavour instead of the CPU one")
     parser.add_argument("--cpu", action="store_true", help="lock: only the CPU flavour (default: both)")
     parser.add_argument("--force", action="store_true", help="rebuild base images that exist")
@@ -472,6 +498,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bake", action="store_true", help="also bake model_repository/ in (<image>-baked)")
     args = parser.parse_args(argv)
     flavour = FLAVOURS["gpu" if args.gpu else "cpu"]
+    if args.what in ("refs", "ref"):  # names only: no engine, no build
+        print(json.dumps(refs(), indent=2) if args.what == "refs" else flavour.image)
+        return 0
     try:
         if args.what == "base-image":
             build_debian_base(args.force)

@@ -1,6 +1,7 @@
 """The triton role's compose.env (templates/compose.env.j2, rendered by Ansible's template module on this
 machine, no host needed) gives compose the same stop grace period as `make up`'s env file: Triton's exit
-timeout plus the margin, also when a host sets its own exit timeout (triton_compose_env). And a port
+timeout plus the margin, also when a host sets its own exit timeout (triton_compose_env), and the same image
+names (tritonops.images builds them; group_vars reads its output). And a port
 changed in versions.env alone moves Make, `make up`'s env file and the role's together (issue 13)."""
 from __future__ import annotations
 
@@ -14,18 +15,20 @@ from pathlib import Path
 
 import pytest
 
-from tritonops import compose, settings
+from tritonops import compose, images, settings
 
 from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
 
 ROLE = ANSIBLE_DIR / "roles" / "triton"
+IMAGE_KEYS = ["TRITON_IMAGE_CPU", "TRITON_IMAGE_GPU", "TRITON_GATEWAY_IMAGE"]
 
 
 def role_env(tmp_path, compose_env: dict[str, str], repo_root: Path = settings.ROOT) -> dict[str, str]:
     playbook = tmp_path / "compose-env.yml"
     playbook.write_text(json.dumps([{
         "name": "Render the triton role's compose.env", "hosts": "localhost", "connection": "local", "gather_facts": False,
-        "vars_files": [str(ANSIBLE_DIR / "group_vars" / "all.yml"), str(ROLE / "defaults" / "main.yml"), str(ROLE / "vars" / "main.yml")],
+        # Ansible's precedence: role defaults, then group_vars, then role vars.
+        "vars_files": [str(ROLE / "defaults" / "main.yml"), str(ANSIBLE_DIR / "group_vars" / "all.yml"), str(ROLE / "vars" / "main.yml")],
         "tasks": [{"name": "The role's template", "ansible.builtin.template": {
             "src": str(ROLE / "templates" / "compose.env.j2"), "dest": str(tmp_path / "compose.env"), "mode": "0644"}}]}]))
     variables = {"tritonops_repo_root": str(repo_root), "triton_release_dir": str(tmp_path / "release"),
@@ -44,6 +47,9 @@ def test_role_and_make_up_derive_the_same_stop_grace_period(tmp_path, host_timeo
     timeout = int(host_timeout or settings.get("TRITON_EXIT_TIMEOUT_SECS"))
     assert ours["TRITON_EXIT_TIMEOUT_SECS"] == str(timeout)
     assert ours["TRITON_STOP_GRACE_PERIOD"] == theirs["TRITON_STOP_GRACE_PERIOD"] == f"{timeout + compose.STOP_MARGIN_SECS}s"
+    # The images compose runs: the role's names come from the same builder as `make up`'s (tritonops.images).
+    assert [ours[k] for k in IMAGE_KEYS] == [theirs[k] for k in IMAGE_KEYS] == \
+        [images.FLAVOURS["cpu"].image, images.FLAVOURS["gpu"].image, images.gateway_image()]
 
 
 PORTS = {"HTTP_PORT": "9100", "GRPC_PORT": "9101", "METRICS_PORT": "9102"}

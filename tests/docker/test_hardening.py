@@ -126,7 +126,7 @@ def test_the_role_env_file_sets_every_compose_variable(tmp_path):
     done = subprocess.run(
         [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
          "-m", "ansible.builtin.template", "-a", f"src=roles/triton/templates/compose.env.j2 dest={release}/compose.env",
-         "-e", "@group_vars/all.yml", "-e", "@roles/triton/defaults/main.yml", "-e", "@roles/triton/vars/main.yml",
+         "-e", "@roles/triton/defaults/main.yml", "-e", "@group_vars/all.yml", "-e", "@roles/triton/vars/main.yml",
          "-e", f"tritonops_repo_root={settings.ROOT} triton_release_dir={release}",
          "-e", f"ansible_python_interpreter={sys.executable}"],
         cwd=ansible, capture_output=True, text=True, env={**os.environ, "ANSIBLE_CONFIG": str(ansible / "ansible.cfg")})
