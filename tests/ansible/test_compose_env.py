@@ -53,15 +53,16 @@ def test_role_and_make_up_derive_the_same_stop_grace_period(tmp_path, host_timeo
 
 
 PORTS = {"HTTP_PORT": "9100", "GRPC_PORT": "9101", "METRICS_PORT": "9102"}
+MOVED = {**PORTS, "MODEL_NAME": "linear2"}  # the served model's name moves with them
 
 
 @pytest.fixture(scope="module")
 def moved_repo(tmp_path_factory):
-    """A copy of the repo whose versions.env moves the three ports (the package copied, so that its
-    settings.ROOT is the copy; the rest linked; its own .cache, where Make writes versions.mk)."""
+    """A copy of the repo whose versions.env moves the three ports and renames the model (the package
+    copied, so that its settings.ROOT is the copy; the rest linked; its own .cache, for versions.mk)."""
     root = tmp_path_factory.mktemp("moved-repo")
     text = settings.VERSIONS_FILE.read_text()
-    for key, value in PORTS.items():
+    for key, value in MOVED.items():
         text, n = re.subn(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
         assert n == 1, key
     (root / "versions.env").write_text(text)
@@ -73,8 +74,8 @@ def moved_repo(tmp_path_factory):
     return root
 
 
-def test_a_port_changed_in_versions_env_moves_make_compose_and_the_role_together(moved_repo, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in PORTS and k != "URL"}  # Make and compose read these too
+def test_ports_and_the_model_name_changed_in_versions_env_move_make_compose_and_the_role_together(moved_repo, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in MOVED and k != "URL"}  # Make and compose read these too
     make = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(moved_repo),
                            "--eval", "ports: ; @echo $(HTTP_PORT) $(GRPC_PORT) $(METRICS_PORT) $(URL)", "ports"],
                           env=env, capture_output=True, text=True, timeout=60)
@@ -82,13 +83,16 @@ def test_a_port_changed_in_versions_env_moves_make_compose_and_the_role_together
     assert make.stdout.split() == ["9100", "9101", "9102", "localhost:9100"]
     # `make up`'s env file, written by the copy's tritonops.compose from the copy's versions.env
     make_up = tmp_path / "make-up.env"
-    code = "import sys; from pathlib import Path; from tritonops import compose, settings; " \
-           "print(settings.ROOT); compose.write_env(Path(sys.argv[1]))"
+    code = "import sys; from pathlib import Path; from tritonops import compose, contract, gateway, settings; " \
+           "print(settings.ROOT, contract.MODEL, gateway.variables([], admin_socket='')['gateway_model']); " \
+           "compose.write_env(Path(sys.argv[1]))"
     done = subprocess.run([sys.executable, "-c", code, str(make_up)], cwd=moved_repo, capture_output=True, text=True,
                           env={**env, "PYTHONPATH": str(moved_repo)}, timeout=60)
-    assert done.returncode == 0 and done.stdout.strip() == str(moved_repo), done.stdout + done.stderr
+    # the copy's own settings; smoke/loadtest requests (contract) and the gateway's health check name the model
+    assert done.returncode == 0 and done.stdout.split() == [str(moved_repo), "linear2", "linear2"], done.stdout + done.stderr
     ours, theirs = role_env(tmp_path, {}, repo_root=moved_repo), settings.parse_env_file(make_up)
     for key, value in PORTS.items():  # the container's port and the host port it is published on
         assert ours[key] == theirs[key] == value, key
         assert ours[f"HOST_{key}"] == theirs[f"HOST_{key}"] == value, key
     assert f":{PORTS['METRICS_PORT']}" in Path(theirs["PROMETHEUS_CONFIG"]).read_text()  # what Prometheus scrapes
+    assert ours["MODEL_NAME"] == theirs["MODEL_NAME"] == "linear2"  # the container's liveness check (compose.yaml)
