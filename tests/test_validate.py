@@ -40,7 +40,7 @@ def test_shipped_repository_is_valid():
 
 def test_cli_exit_codes(repo):
     ok = subprocess.run([sys.executable, "-m", "tritonops.cli", "validate", str(repo)], capture_output=True, text=True)
-    assert ok.returncode == 0 and "valid (linear)" in ok.stdout
+    assert ok.returncode == 0 and "valid (embed, encoder, linear, tokenizer)" in ok.stdout
     edit_config(repo, "max_batch_size: 64", "max_batch_size: -1")
     bad = subprocess.run([sys.executable, "-m", "tritonops.cli", "validate", str(repo)], capture_output=True, text=True)
     assert bad.returncode == 1 and "max_batch_size: -1 is negative" in bad.stderr

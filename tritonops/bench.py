@@ -26,6 +26,7 @@ from pathlib import Path
 
 from . import (bench_knobs, bench_sweep, contract, gateway, loadgate, locustcost, metrics, perf_analyzer, plots,
                serverstats, settings)
+from .models import ensure as ensure_model_files
 from .server import LocalServer, free_port
 
 BENCH_MODELS = settings.ROOT / "loadtests" / "bench_models"
@@ -337,6 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         parser.error(f"--models {a.models!r}: unknown {unknown}; choose from {', '.join(MODELS)}")
+    if problem := ensure_model_files():
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         opts = perf_analyzer.Options(measurement_ms=a.measurement_ms, stability_pct=a.stability_percentage,
                                      tries=a.tries, asynchronous=not a.sync)

@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import adminkey, gateway, images, privatefile, settings
+from . import adminkey, gateway, images, models, privatefile, settings
 
 COMPOSE_DIR = settings.ROOT / "compose"
 BASE_FILE = COMPOSE_DIR / "compose.yaml"
@@ -302,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.what in ("env", "up"):
             write_env(stack.env_file)
         if args.what == "up":
+            if problem := models.ensure(Path(stack.env["MODEL_REPOSITORY_DIR"])):
+                raise ComposeError(problem)
             build_missing(args.gpu, args.monitoring)
             if override := memlock_override(stack.env):
                 write_env(stack.env_file, override)

@@ -26,7 +26,7 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from . import settings
+from . import models, settings
 
 IMAGES = settings.ROOT / "images"
 WHEELS = IMAGES / "wheels"
@@ -511,6 +511,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.what == "wheels":
             download_wheels(flavour)
         elif args.what == "image":
+            if args.bake and (problem := models.ensure()):
+                raise BuildError(problem)
             build_baked(flavour) if args.bake else build_image(flavour)
             build_gateway()
         elif args.what == "standins":

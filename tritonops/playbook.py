@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import settings
+from . import models, settings
 
 ANSIBLE_DIR = settings.ROOT / "ansible"
 PLAYBOOKS = {"deploy": ANSIBLE_DIR / "site.yml", "rollback": ANSIBLE_DIR / "rollback.yml"}
@@ -57,6 +57,8 @@ def run(verb: str, argv: list[str] | None) -> int:
 
 
 def deploy(argv: list[str] | None = None) -> int:
+    if problem := models.ensure():  # the repo's model repository, as shipped by default
+        raise SystemExit(f"tritonops deploy: {problem}")
     return run("deploy", argv)
 
 

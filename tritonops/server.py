@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import adminkey, settings
+from . import adminkey, models, settings
 
 CACHE = settings.ROOT / ".cache"
 STOP_GRACE_S = 10  # server gets --exit-timeout-secs below this, then the group is killed
@@ -66,8 +66,7 @@ def backend_directory() -> Path:
     stub = home / "python_backend_stubs" / pyver / "triton_python_backend_stub"
     if not stub.exists():
         raise ServerError(f"the wheel has no Python backend stub for Python {pyver} ({stub})")
-    missing = [l.split()[0] for l in subprocess.run(["ldd", str(stub)], capture_output=True, text=True).stdout.splitlines()
-               if "not found" in l]
+    missing = [l.split()[0] for l in _ldd(stub) if "not found" in l]
     if missing:  # without libpython the model load hangs until the stub times out: say so up front
         raise ServerError(f"the Python backend stub cannot find {', '.join(missing)} "
                           f"(on Debian/Ubuntu: apt-get install libpython{pyver})")
@@ -79,6 +78,46 @@ def backend_directory() -> Path:
             link.unlink(missing_ok=True)
             link.symlink_to(src)
     return target.parent
+
+
+def _ldd(path: Path) -> list[str]:
+    return subprocess.run(["ldd", str(path)], capture_output=True, text=True).stdout.splitlines()
+
+
+def stub_python_bin() -> Path:
+    """The bin/ folder whose python3 the Python backend stub should find first on PATH.
+
+    The stub runs an isolated interpreter (environment variables ignored) that takes its prefix from
+    the first python3 on PATH: normally this venv's, whose pyvenv.cfg adds the venv's site-packages.
+    But the stub links the system's libpython3.X (Debian's 3.11.2 here): on a venv built from another
+    build of 3.X (pyenv's 3.11.7 on this box) it would load that build's C modules, and `import ssl`
+    (transformers needs it) fails with an undefined symbol. Then a venv-shaped folder under .cache pairs
+    the libpython's own python3.X with this venv's site-packages (same 3.X ABI)."""
+    venv_bin = Path(sys.executable).parent
+    stub = backend_directory() / "python" / "triton_python_backend_stub"
+    pyver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    for line in _ldd(stub):
+        name, _, target = line.strip().partition(" => ")
+        if not (name.startswith("libpython") and target):
+            continue
+        prefix = Path(os.path.realpath(target.split()[0])).parent
+        while prefix != prefix.parent and prefix.name != "lib":
+            prefix = prefix.parent
+        home = prefix.parent
+        python = home / "bin" / f"python{pyver}"
+        if Path(sys.base_prefix).resolve() == home.resolve() or not python.is_file():
+            return venv_bin
+        shim = CACHE / "triton-python"
+        site = shim / "lib" / f"python{pyver}" / "site-packages"
+        for folder in (shim / "bin", site.parent):
+            folder.mkdir(parents=True, exist_ok=True)
+        (shim / "pyvenv.cfg").write_text(f"home = {python.parent}\ninclude-system-site-packages = false\n")
+        for link, src in ((shim / "bin" / "python3", python), (site, Path(sysconfig.get_paths()["purelib"]))):
+            if not (link.is_symlink() and link.resolve() == src.resolve()):
+                link.unlink(missing_ok=True)
+                link.symlink_to(src)
+        return shim / "bin"
+    return venv_bin
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -172,10 +211,9 @@ class LocalServer(LoopbackUrls):
 
     def environment(self) -> dict[str, str]:
         env = dict(os.environ)
-        # The backend stub runs model.py with the Python whose packages are first on PATH/PYTHONPATH:
-        # this interpreter's (the venv with torch and numpy).
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [sysconfig.get_paths()["purelib"], env.get("PYTHONPATH")]))
+        # The backend stub runs model.py with the first python3 on PATH (it ignores PYTHONPATH and the
+        # like): this venv's, with torch and transformers (stub_python_bin says why it may be a shim).
+        env["PATH"] = os.pathsep.join(dict.fromkeys([str(stub_python_bin()), str(Path(sys.executable).parent), env.get("PATH", "")]))
         return env
 
     def start(self) -> "LocalServer":
@@ -296,6 +334,10 @@ def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, h
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    problem = models.ensure(repository)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
     try:
         server.start()
     except ServerError as exc:

@@ -1,0 +1,110 @@
+"""The `embed` model's client contract: names, fixed sentences, the in-process reference, checks.
+
+The reference runs the same files `make models` put in the model repository with transformers in
+this process, one text at a time (no padding): the server pads and batches, so agreement also proves
+that padding and batching change nothing. Agreement is cosine similarity >= MIN_COSINE per text.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import settings
+
+MODEL = "embed"
+VERSION = "1"
+INPUT, OUTPUT = "text", "embedding"
+DATATYPE = "BYTES"
+DIM = 384
+TOKENIZER, ENCODER = "tokenizer", "encoder"
+MIN_COSINE = 0.9999
+
+# Fixed sentences of different lengths, scripts and punctuation (the accuracy tests, Locust, bench).
+SENTENCES = (
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The girl is carrying a baby.",
+    "A man is riding a horse.",
+    "A woman is playing violin.",
+    "Two men pushed carts through the woods.",
+    "Triton serves many models from one repository, each with its own batching and instance settings.",
+    "Der schnelle braune Fuchs springt über den faulen Hund.",
+    "naïve café, façade, déjà vu 🙂🚀",
+    "GPU",
+)
+# A paraphrase pair must be closer than an unrelated pair.
+PARAPHRASE = ("A man is eating food.", "A man is eating a piece of bread.")
+UNRELATED = ("A man is eating food.", "The girl is carrying a baby.")
+
+
+def _files(model: str, repository: Path) -> Path:
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = text_format.Parse((repository / model / "config.pbtxt").read_text(), mc.ModelConfig())
+    return repository / model / VERSION / config.parameters["files"].string_value
+
+
+def max_tokens(repository: Path = settings.MODEL_REPOSITORY) -> int:
+    """The tokenizer's truncation length, read from its config.pbtxt (the one place it is set)."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    config = text_format.Parse((repository / TOKENIZER / "config.pbtxt").read_text(), mc.ModelConfig())
+    return int(config.parameters["max_tokens"].string_value)
+
+
+@functools.cache
+def _loaded(repository: Path):
+    os.environ["HF_HUB_OFFLINE"] = os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+    tokenizer = AutoTokenizer.from_pretrained(_files(TOKENIZER, repository), local_files_only=True)
+    model = AutoModel.from_pretrained(_files(ENCODER, repository), local_files_only=True, use_safetensors=True).eval()
+    return tokenizer, model, max_tokens(repository)
+
+
+def reference(texts, repository: Path = settings.MODEL_REPOSITORY) -> np.ndarray:
+    """[len(texts), DIM] float32: each text tokenized and encoded alone, mean-pooled, L2-normalised."""
+    import torch
+
+    tokenizer, model, limit = _loaded(Path(repository).resolve())
+    rows = []
+    with torch.inference_mode():
+        for text in texts:
+            encoded = tokenizer(text, truncation=True, max_length=limit, return_tensors="pt")
+            hidden = model(**encoded).last_hidden_state[0]  # [tokens, DIM]: no padding, so a plain mean
+            rows.append(torch.nn.functional.normalize(hidden.mean(dim=0), dim=0))
+    return torch.stack(rows).numpy().astype(np.float32) if rows else np.zeros((0, DIM), np.float32)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine similarity of two [n, DIM] arrays."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def texts_array(texts) -> np.ndarray:
+    """The [n, 1] BYTES tensor clients send: UTF-8 (str) or raw bytes as given."""
+    return np.array([[t.encode() if isinstance(t, str) else t] for t in texts], dtype=object)
+
+
+def check_output(texts, got: np.ndarray | None, want: np.ndarray | None = None) -> str | None:
+    """None when got holds the right embeddings for texts, else what is wrong; want: the reference if known."""
+    if got is None:
+        return f"response has no output '{OUTPUT}'"
+    if tuple(got.shape) != (len(texts), DIM):
+        return f"output '{OUTPUT}' has shape {list(got.shape)}, expected {[len(texts), DIM]}"
+    if got.dtype != np.float32:
+        return f"output '{OUTPUT}' has dtype {got.dtype}, expected float32"
+    sims = cosine(got, reference(texts) if want is None else want)
+    worst = int(np.argmin(np.nan_to_num(sims, nan=-2.0)))
+    if not sims[worst] >= MIN_COSINE:
+        return f"output '{OUTPUT}' row {worst} ({texts[worst]!r:.60}) has cosine {sims[worst]:.6f} to the reference, below {MIN_COSINE}"
+    return None
