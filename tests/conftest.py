@@ -11,19 +11,12 @@ import pytest
 from tritonops import settings
 from tritonops.server import LocalServer, free_port
 
+from repos import linear_only  # noqa: F401  (a helper for the suites; importable from here too)
+
 def start_server(repository: Path, log_path: Path, **kwargs) -> LocalServer:
     server = LocalServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                          host="127.0.0.1", log_path=log_path, **kwargs)
     return server.start()
-
-
-def linear_only(dest: Path) -> Path:
-    """A model repository at dest holding only the shipped linear model (a symlink to it): for tests
-    about the server, the gateway or the gate rather than the models, so that each of their servers
-    does not also load the embed pipeline (three more Python stubs, ~10 s on the 2-core box)."""
-    dest.mkdir(parents=True, exist_ok=True)
-    (dest / settings.MODEL_NAME).symlink_to(settings.MODEL_REPOSITORY / settings.MODEL_NAME)
-    return dest
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 import pytest
 from hostile_cases import Target, UpstreamDeviation, params, run, assert_serving
 
-from tritonops import settings
+from repos import linear_only
 
 PATIENCE_S = 2  # Triton never answers an incomplete request: this long is enough to say so
 
@@ -27,10 +27,10 @@ def test_case_direct(case, triton):
 
 
 @pytest.mark.parametrize("case", params("direct", crashes=True))
-def test_crashing_case_direct_on_a_server_of_its_own(case, serve_repository):
+def test_crashing_case_direct_on_a_server_of_its_own(case, serve_repository, tmp_path):
     """Cases that kill a bare 2.51 server run on a throwaway one, so the session's server lives on;
     tests/gateway/test_hostile_gateway.py shows the gateway stops the same bytes."""
-    victim = serve_repository(settings.MODEL_REPOSITORY)
+    victim = serve_repository(linear_only(tmp_path / "victim"))
     case.send(target(victim))
     deadline = time.monotonic() + 30
     while victim.proc.poll() is None and time.monotonic() < deadline:

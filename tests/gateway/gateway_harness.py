@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from repos import linear_only
+
 from tritonops import gateway, settings
 from tritonops.server import LocalServer, free_port
 
@@ -13,7 +15,9 @@ REQUEST_TIMEOUT_S = 2
 
 
 def serve(log_path: Path) -> LocalServer:
-    return LocalServer(settings.MODEL_REPOSITORY, http_port=free_port(), grpc_port=free_port(),
+    """A tritonserver serving linear only: the gateway's behaviour does not depend on the models."""
+    repository = linear_only(log_path.with_suffix(".repository"))
+    return LocalServer(repository, http_port=free_port(), grpc_port=free_port(),
                        metrics_port=free_port(), host="127.0.0.1", log_path=log_path).start()
 
 
