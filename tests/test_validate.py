@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tritonops import settings, validate
+from tritonops import models, settings, validate
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ def repo(tmp_path) -> Path:
     return copy
 
 
-def edit_config(repo: Path, old: str, new: str) -> Path:
-    cfg = repo / "linear" / "config.pbtxt"
+def edit_config(repo: Path, old: str, new: str, model: str = "linear") -> Path:
+    cfg = repo / model / "config.pbtxt"
     text = cfg.read_text()
     assert old in text, f"fixture drift: {old!r} not in config.pbtxt"
     cfg.write_text(text.replace(old, new, 1))
@@ -122,6 +122,102 @@ def test_every_problem_reported_at_once(repo):
     assert any("model.py, which is missing" in p for p in found)
 
 
+# --- files git does not carry: each version directory's SHA256SUMS -------------------------------------
+
+
+def test_missing_model_file_is_named(repo):
+    vocab = repo / "tokenizer" / "1" / "minilm" / "vocab.txt"
+    vocab.unlink()
+    manifest = repo / "tokenizer" / "1" / "SHA256SUMS"
+    assert problems(repo) == [f"{vocab}: missing: {manifest} lists it (run `make models`)"]
+
+
+def test_corrupted_model_file_is_named(repo):
+    """Same size, one byte flipped in the middle of the weights: only the hash can tell."""
+    weights = repo / "encoder" / "1" / "minilm" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    manifest = repo / "encoder" / "1" / "SHA256SUMS"
+    (problem,) = problems(repo)
+    assert problem.startswith(f"{weights}: sha256 is ")
+    assert problem.endswith(f", not {models.read_manifest(manifest)[1].sha256} as {manifest} says (run `make models`)")
+
+
+def test_bad_manifest_lines_are_named_by_line_and_the_rest_still_checked(repo):
+    manifest = repo / "tokenizer" / "1" / "SHA256SUMS"
+    lines = manifest.read_text().splitlines()
+    lines[1] = "not-a-hash  minilm/tokenizer_config.json"
+    lines.append(f"{'0' * 64}  ../../linear/config.pbtxt")
+    manifest.write_text("\n".join(lines) + "\n")
+    (repo / "tokenizer" / "1" / "minilm" / "vocab.txt").unlink()
+    assert problems(repo) == [
+        f"{manifest}: line 2: expected '<sha256>  <folder>/<file>', got 'not-a-hash  minilm/tokenizer_config.json'",
+        f"{manifest}: line 5: expected '<sha256>  <folder>/<file>', got '{'0' * 64}  ../../linear/config.pbtxt'",
+        f"{repo / 'tokenizer' / '1' / 'minilm' / 'vocab.txt'}: missing: {manifest} lists it (run `make models`)",
+    ]
+
+
+def test_validate_model_alone_checks_its_manifest(repo):
+    (repo / "encoder" / "1" / "minilm" / "config.json").unlink()
+    (problem,) = validate.validate_model(repo / "encoder")
+    assert str(problem).startswith(f"{repo / 'encoder' / '1' / 'minilm' / 'config.json'}: missing: ")
+
+
+# --- ensembles: each step against the models beside it -------------------------------------------------
+
+STEP1 = "ensemble_scheduling.step[1]"
+# (id, old, new, the problems: (field, message) in embed/config.pbtxt). Each was seen refused by
+# Triton 2.51 at load time, on a small ensemble of the same shape.
+ENSEMBLE_CASES = [
+    ("step-model-missing", 'model_name: "encoder"', 'model_name: "encodr"',
+     [(f"{STEP1}.model_name", "'encodr' is not a model in {repo}")]),
+    ("input-map-key-not-an-input", 'input_map { key: "input_ids"', 'input_map { key: "token_ids"',
+     [(f"{STEP1}.input_map[token_ids]", "'token_ids' is not an input of model 'encoder' (its inputs: input_ids, attention_mask)"),
+      (f"{STEP1}.input_map", "input 'input_ids' of model 'encoder' is not mapped to any ensemble tensor")]),
+    ("output-map-key-not-an-output", 'output_map { key: "embedding"', 'output_map { key: "pooled"',
+     [(f"{STEP1}.output_map[pooled]", "'pooled' is not an output of model 'encoder' (its outputs: embedding)")]),
+    ("step-input-from-nowhere", 'input_map { key: "attention_mask" value: "attention_mask" }',
+     'input_map { key: "attention_mask" value: "mask" }',
+     [(f"{STEP1}.input_map[attention_mask]", "ensemble tensor 'mask' is neither an ensemble input nor any step's output"),
+      ("ensemble_scheduling.step[0].output_map[attention_mask]", "ensemble tensor 'attention_mask' is written but nothing reads it")]),
+    ("ensemble-output-not-written", 'output_map { key: "embedding" value: "embedding" }',
+     'output_map { key: "embedding" value: "vector" }',
+     [("output[0] (embedding)", "no step writes this ensemble output (output_map)"),
+      (f"{STEP1}.output_map[embedding]", "ensemble tensor 'vector' is written but nothing reads it")]),
+    ("step-input-waits-on-a-cycle", 'input_map { key: "text" value: "text" }', 'input_map { key: "text" value: "embedding" }',
+     [("ensemble_scheduling.step[0].input_map[text]", "ensemble tensor 'embedding' is written by "
+       f"{STEP1}.output_map[embedding], a step that can never run (a cycle, or an input nothing writes)"),
+      (f"{STEP1}.input_map[attention_mask]", "ensemble tensor 'attention_mask' is written by ensemble_scheduling.step[0]"
+       ".output_map[attention_mask], a step that can never run (a cycle, or an input nothing writes)"),
+      (f"{STEP1}.input_map[input_ids]", "ensemble tensor 'input_ids' is written by ensemble_scheduling.step[0]"
+       ".output_map[input_ids], a step that can never run (a cycle, or an input nothing writes)"),
+      ("ensemble_scheduling.step[0].input_map[text]", "ensemble tensor 'embedding' is TYPE_STRING here but TYPE_FP32 "
+       f"where written ({STEP1}.output_map[embedding])")]),
+    ("data-type-mismatch", "data_type: TYPE_STRING", "data_type: TYPE_FP32",
+     [("ensemble_scheduling.step[0].input_map[text]", "ensemble tensor 'text' is TYPE_STRING here but TYPE_FP32 where written (input (text))")]),
+]
+
+
+@pytest.mark.parametrize("old,new,want", [c[1:] for c in ENSEMBLE_CASES], ids=[c[0] for c in ENSEMBLE_CASES])
+def test_ensemble_step_problems_name_the_field(repo, old, new, want):
+    cfg = edit_config(repo, old, new, model="embed")
+    assert sorted(problems(repo)) == sorted(f"{cfg}: {field}: {message.format(repo=repo)}" for field, message in want)
+    assert sorted(map(str, validate.validate_ensemble(repo / "embed"))) == sorted(problems(repo))
+
+
+def test_ensemble_steps_may_be_listed_in_any_order(repo):
+    """Triton follows the data, not the list (2.51 loads an ensemble whose steps are reversed)."""
+    cfg = repo / "embed" / "config.pbtxt"
+    text = cfg.read_text()
+    head, steps = text.split("  step [\n", 1)
+    first, second = steps.split("    },\n", 1)
+    second, tail = second.rsplit("  ]\n", 1)
+    cfg.write_text(f"{head}  step [\n{second.rstrip().rstrip('}').rstrip()}\n    }},\n{first}    }}\n  ]\n{tail}")
+    assert cfg.read_text().index('model_name: "encoder"') < cfg.read_text().index('model_name: "tokenizer"')
+    assert problems(repo) == []
+
+
 ADDER_CONFIG = """
 name: "adder"
 backend: "python"
@@ -147,14 +243,30 @@ class TritonPythonModel:
             out.append(pb_utils.InferenceResponse([pb_utils.Tensor("sum", (a + b).astype(np.int32))]))
         return out
 """
+# x + x = y, then y + y = z, the steps listed in the opposite order.
+QUAD_CONFIG = """
+name: "quad"
+platform: "ensemble"
+input [ { name: "x" data_type: TYPE_INT32 dims: [ -1 ] } ]
+output [ { name: "z" data_type: TYPE_INT32 dims: [ -1 ] } ]
+ensemble_scheduling { step [
+  { model_name: "adder" model_version: -1 input_map { key: "a" value: "y" } input_map { key: "b" value: "y" }
+    output_map { key: "sum" value: "z" } },
+  { model_name: "adder" model_version: -1 input_map { key: "a" value: "x" } input_map { key: "b" value: "x" }
+    output_map { key: "sum" value: "y" } }
+] }
+"""
 
 
 def test_a_different_valid_model_passes_and_triton_agrees(tmp_path, serve_repository):
-    """Not tied to this repo's model: a second model (other dtypes, no batching, 2 inputs) is valid."""
+    """Not tied to this repo's model: a second model (other dtypes, no batching, 2 inputs) is valid, and
+    so is an ensemble over it whose steps are listed out of order."""
     repo = tmp_path / "other_repo"
     (repo / "adder" / "3").mkdir(parents=True)
     (repo / "adder" / "config.pbtxt").write_text(ADDER_CONFIG)
     (repo / "adder" / "3" / "model.py").write_text(textwrap.dedent(ADDER_MODEL))
+    (repo / "quad" / "1").mkdir(parents=True)
+    (repo / "quad" / "config.pbtxt").write_text(QUAD_CONFIG)
     assert problems(repo) == []
 
     import tritonclient.http as httpclient
@@ -167,6 +279,9 @@ def test_a_different_valid_model_passes_and_triton_agrees(tmp_path, serve_reposi
         b.set_data_from_numpy(np.full(4, 10, dtype=np.int32))
         result = client.infer("adder", [a, b], model_version="3")
         assert result.as_numpy("sum").tolist() == [10, 11, 12, 13]
+        x = httpclient.InferInput("x", [3], "INT32")
+        x.set_data_from_numpy(np.array([1, 2, 5], dtype=np.int32))
+        assert client.infer("quad", [x]).as_numpy("z").tolist() == [4, 8, 20]
 
 
 def test_missing_repository_and_empty_repository(tmp_path):

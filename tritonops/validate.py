@@ -2,7 +2,9 @@
 
 Every config.pbtxt is parsed with protobuf text_format into Triton's own ModelConfig message
 (tritonclient's model_config_pb2), then checked for what Triton would reject at load time. All
-problems are reported at once, each naming the file and the field.
+problems are reported at once, each naming the file and the field. Files git does not carry (a
+version directory's SHA256SUMS lists them: `make models` puts them there) must be present and hash
+to what the manifest says. Ensembles are checked against the models of the same repository.
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
+
+from . import models as model_files
 
 # File Triton loads from a version directory when default_model_filename is not set.
 DEFAULT_MODEL_FILE = {
@@ -108,6 +112,20 @@ def _check_weights(path: Path) -> Problem | None:
     return None
 
 
+def _check_manifest(manifest: Path) -> list[Problem]:
+    """Each file the manifest lists exists and hashes to its line; a bad line is named by number."""
+    try:
+        entries, errors = model_files.parse_manifest(manifest)
+    except (OSError, UnicodeDecodeError) as exc:
+        return [Problem(manifest, "", f"cannot read: {exc}")]
+    problems = [Problem(manifest, f"line {e.lineno}", e.reason) for e in errors]
+    for entry in entries:
+        why = model_files.reason(entry)
+        if why:
+            problems.append(Problem(entry.path, "", why))
+    return problems
+
+
 def _check_version_dirs(model_dir: Path, cfg_path: Path, config: mc.ModelConfig) -> list[Problem]:
     problems = []
     versions = sorted(p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
@@ -124,6 +142,9 @@ def _check_version_dirs(model_dir: Path, cfg_path: Path, config: mc.ModelConfig)
             wpath = vdir / weights_param
             if not wpath.is_file():
                 problems.append(Problem(cfg_path, "parameters[weights]", f"weights file {wpath} is missing"))
+        manifest = vdir / model_files.MANIFEST
+        if manifest.is_file():
+            problems += _check_manifest(manifest)
         if backend == "python":  # state_dicts a model.py may load: all must be safe to load
             for f in sorted(vdir.rglob("*")):
                 if f.suffix in WEIGHT_SUFFIXES and f.is_file():
@@ -156,14 +177,113 @@ def validate_model(model_dir: Path) -> list[Problem]:
     return problems
 
 
+def _is_ensemble(config: mc.ModelConfig) -> bool:
+    return config.platform == "ensemble" or config.backend == "ensemble"
+
+
+def _check_ensemble(cfg_path: Path, config: mc.ModelConfig, configs: dict[str, mc.ModelConfig | None]) -> list[Problem]:
+    """What Triton 2.51 refuses when it loads an ensemble (each seen refused there): a step naming a
+    model the repository lacks; an input_map key that is not an input of the step's model, an output_map
+    key that is not one of its outputs, a required input left unmapped; a step input that no ensemble
+    input or step output provides, or that waits on a cycle; an ensemble output no step writes; a step
+    output nothing reads; the two ends of a tensor declaring different data types. Steps may be listed
+    in any order (Triton follows the data, not the list)."""
+    problems = []
+    if not config.HasField("ensemble_scheduling") or not config.ensemble_scheduling.step:
+        return [Problem(cfg_path, "ensemble_scheduling.step", "an ensemble needs at least one step")]
+    # tensor -> (data type, where it is declared) of whoever writes it, and of each reader
+    writers: dict[str, tuple[int, str]] = {t.name: (t.data_type, f"input ({t.name})") for t in config.input}
+    readers: dict[str, list[tuple[int, str]]] = {}
+    for t in config.output:
+        readers.setdefault(t.name, []).append((t.data_type, f"output ({t.name})"))
+    step_inputs: list[set[str]] = []
+    for i, step in enumerate(config.ensemble_scheduling.step):
+        field = f"ensemble_scheduling.step[{i}]"
+        step_inputs.append(set(step.input_map.values()))
+        if step.model_name not in configs:
+            problems.append(Problem(cfg_path, f"{field}.model_name", f"'{step.model_name}' is not a model in {cfg_path.parent.parent}"))
+            model = None
+        else:
+            model = configs[step.model_name]  # None: its own config.pbtxt is broken, reported there
+        inputs = {t.name: t for t in model.input} if model else {}
+        outputs = {t.name: t for t in model.output} if model else {}
+        for key, tensor in sorted(step.input_map.items()):
+            if model and key not in inputs:
+                problems.append(Problem(cfg_path, f"{field}.input_map[{key}]",
+                                        f"'{key}' is not an input of model '{step.model_name}' (its inputs: {', '.join(inputs) or 'none'})"))
+            readers.setdefault(tensor, []).append((inputs[key].data_type if key in inputs else None, f"{field}.input_map[{key}]"))
+        for name, t in inputs.items():
+            if name not in step.input_map and not t.optional:
+                problems.append(Problem(cfg_path, f"{field}.input_map",
+                                        f"input '{name}' of model '{step.model_name}' is not mapped to any ensemble tensor"))
+        for key, tensor in sorted(step.output_map.items()):
+            if model and key not in outputs:
+                problems.append(Problem(cfg_path, f"{field}.output_map[{key}]",
+                                        f"'{key}' is not an output of model '{step.model_name}' (its outputs: {', '.join(outputs) or 'none'})"))
+            if tensor in writers:
+                problems.append(Problem(cfg_path, f"{field}.output_map[{key}]",
+                                        f"ensemble tensor '{tensor}' is already written by {writers[tensor][1]}"))
+            else:
+                writers[tensor] = (outputs[key].data_type if key in outputs else None, f"{field}.output_map[{key}]")
+    # Which steps can ever run: those whose every input is written, starting from the ensemble's inputs.
+    available, ran, progress = {t.name for t in config.input}, set(), True
+    while progress:
+        progress = False
+        for i, step in enumerate(config.ensemble_scheduling.step):
+            if i not in ran and step_inputs[i] <= available:
+                ran.add(i)
+                available |= set(step.output_map.values())
+                progress = True
+    for i, step in enumerate(config.ensemble_scheduling.step):
+        for key, tensor in sorted(step.input_map.items()):
+            field = f"ensemble_scheduling.step[{i}].input_map[{key}]"
+            if tensor not in writers:
+                problems.append(Problem(cfg_path, field, f"ensemble tensor '{tensor}' is neither an ensemble input nor any step's output"))
+            elif i not in ran and tensor not in available:
+                problems.append(Problem(cfg_path, field, f"ensemble tensor '{tensor}' is written by {writers[tensor][1]}, "
+                                                         "a step that can never run (a cycle, or an input nothing writes)"))
+    for j, t in enumerate(config.output):
+        if t.name not in writers:
+            problems.append(Problem(cfg_path, f"output[{j}] ({t.name})", "no step writes this ensemble output (output_map)"))
+    for tensor, (dtype, where) in writers.items():
+        if tensor not in readers and where.startswith("ensemble_scheduling"):
+            problems.append(Problem(cfg_path, where, f"ensemble tensor '{tensor}' is written but nothing reads it"))
+        for read_dtype, read_where in readers.get(tensor, []):
+            if dtype is not None and read_dtype is not None and dtype != read_dtype:
+                problems.append(Problem(cfg_path, read_where, f"ensemble tensor '{tensor}' is {mc.DataType.Name(read_dtype)} here "
+                                                              f"but {mc.DataType.Name(dtype)} where written ({where})"))
+    return problems
+
+
+def validate_ensemble(model_dir: Path, repository: Path | None = None) -> list[Problem]:
+    """The ensemble checks of one model directory against the models beside it (repository: its parent)."""
+    model_dir = Path(model_dir)
+    repository = Path(repository) if repository else model_dir.parent
+    config, _ = load_config(model_dir / "config.pbtxt")  # its own problems: validate_model
+    if config is None or not _is_ensemble(config):
+        return []
+    configs = {m.name: load_config(m / "config.pbtxt")[0] for m in _model_dirs(repository)}
+    return _check_ensemble(model_dir / "config.pbtxt", config, configs)
+
+
+def _model_dirs(repo: Path) -> list[Path]:
+    return sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
 def validate_repository(repo: Path) -> list[Problem]:
     repo = Path(repo)
     if not repo.is_dir():
         return [Problem(repo, "", "model repository directory does not exist")]
-    models = sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith("."))
+    models = _model_dirs(repo)
     if not models:
         return [Problem(repo, "", "no model directories")]
-    return [problem for model in models for problem in validate_model(model)]
+    problems = [problem for model in models for problem in validate_model(model)]
+    configs = {m.name: load_config(m / "config.pbtxt")[0] if (m / "config.pbtxt").is_file() else None for m in models}
+    for model in models:
+        config = configs[model.name]
+        if config is not None and _is_ensemble(config):
+            problems += _check_ensemble(model / "config.pbtxt", config, configs)
+    return problems
 
 
 def main(argv: list[str] | None = None) -> int:
