@@ -179,7 +179,7 @@ def ragged_requests() -> list[list[str]]:
     return requests
 
 
-def send_until_ragged_merge(triton, http, requests, send, models_to_count, rounds: int = 10):
+def send_until_ragged_merge(triton, http, requests, send, models_to_count, rounds: int = 10, require: bool = True):
     """Send all requests at once, round after round, until the counters prove a merge; every answer is
     checked against the reference on every round. Returns how many rounds it took. The requests go out
     20 ms apart: the tokenizer (a few ms a call) then mostly runs them one by one, while the encoder,
@@ -203,20 +203,24 @@ def send_until_ragged_merge(triton, http, requests, send, models_to_count, round
         if executions[embedding.ENCODER] < (executions[embedding.TOKENIZER] if embedding.TOKENIZER in executions else len(requests)):
             print(f"merge proven on round {attempt}: executions {executions} for {len(requests)} requests")
             return attempt
+    if not require:
+        return 0
     pytest.fail(f"{rounds} rounds of {len(requests)} concurrent requests, no merge proven (last: {executions})")
 
 
 @pytest.mark.parametrize("protocol", PROTOCOLS)
-def test_concurrent_ragged_requests_are_merged_and_match_the_reference(triton, http, protocol):
+def test_concurrent_ragged_requests_match_the_reference(triton, http, protocol):
     """Requests of different sizes and lengths sent at once through embed: every row is the reference's,
-    and the encoder merged requests of different lengths (ragged batching). The proof, from Triton's own
-    counters: every request's longest text has its own token count, so each tokenizer execute() pads to a
-    width no other has; fewer encoder executions than tokenizer executions means some encoder execution
-    took requests from two tokenizer executions, i.e. two widths. (inference_count counts rows, not
-    requests: `executions < inference_count` would hold for one 2-row request alone, proving nothing.)
-    A round in which the box ran them one by one anyway is retried, up to 10."""
+    whichever way the batchers merged them. Rounds go on until Triton's counters show the encoder merged
+    requests of different lengths, at most 5: every request's longest text has its own token count, so
+    each tokenizer execute() pads to a width no other has, and fewer encoder executions than tokenizer
+    executions means some encoder execution took two widths. (inference_count counts rows, not requests:
+    `executions < inference_count` would hold for one 2-row request alone, proving nothing.) That a merge
+    happens is asserted by test_encoder_alone_merges_ragged_requests_and_answers_the_reference, where
+    nothing upstream can merge first: here, on a loaded box the tokenizer may merge the requests itself
+    and leave the encoder one batch per call (seen once in about a dozen runs)."""
     send_until_ragged_merge(triton, http, ragged_requests(), lambda texts: embed(triton, texts, protocol),
-                            [embedding.TOKENIZER, embedding.ENCODER])
+                            [embedding.TOKENIZER, embedding.ENCODER], rounds=5, require=False)
 
 
 def test_check_catches_unmasked_padding_and_unmasked_pooling():
