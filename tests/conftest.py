@@ -48,17 +48,18 @@ class Http:
     def __init__(self, base: str):
         self.base = f"http://{base}"
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None,
+                timeout: float = 10):
         req = urllib.request.Request(self.base + path, data=body, method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=10) as r:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
-    def post_json(self, path: str, payload) -> tuple[int, dict]:
+    def post_json(self, path: str, payload, timeout: float = 10) -> tuple[int, dict]:
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        status, raw = self.request("POST", path, body, {"Content-Type": "application/json"})
+        status, raw = self.request("POST", path, body, {"Content-Type": "application/json"}, timeout)
         return status, json.loads(raw) if raw else {}
 
     def get_json(self, path: str) -> tuple[int, dict]:
