@@ -10,7 +10,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonops import bench, loadgate, metrics, settings, validate
+from tritonops import bench, bench_embed, embedding, loadgate, metrics, settings, validate
 
 
 def test_committed_thresholds_have_every_target():
@@ -80,6 +80,21 @@ def test_loadtest_refuses_a_user_class_of_the_other_model(tmp_path):
                            "LinearGrpcUser", "--report-dir", str(tmp_path)], cwd=settings.ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "--user-class LinearGrpcUser: not a user of --model embed (EmbedHttpUser)" in done.stderr
+
+
+def test_embed_bench_variant_differs_from_the_shipped_repository_only_in_batching(tmp_path):
+    """bench_embed's no-batching copy: the embed pipeline, its steps' configs without dynamic_batching."""
+    copy = bench_embed.unbatched(tmp_path / "unbatched")
+    assert validate.validate_repository(copy) == []
+    assert {p.name for p in copy.iterdir()} == {embedding.TOKENIZER, embedding.ENCODER, embedding.MODEL}
+    for name in bench_embed.PIPELINE:
+        ours, theirs = (text_format.Parse((r / name / "config.pbtxt").read_text(), mc.ModelConfig())
+                        for r in (copy, settings.MODEL_REPOSITORY))
+        if name in (embedding.TOKENIZER, embedding.ENCODER):
+            assert theirs.HasField("dynamic_batching") and not ours.HasField("dynamic_batching"), name
+            theirs.ClearField("dynamic_batching")
+            assert (copy / name / embedding.VERSION).resolve() == (settings.MODEL_REPOSITORY / name / embedding.VERSION).resolve()
+        assert ours == theirs, name
 
 
 def _scheduling(path: Path) -> tuple:
