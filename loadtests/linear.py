@@ -27,7 +27,6 @@ import functools
 import itertools
 import logging
 import random
-import signal
 import time
 from urllib.parse import urlsplit
 
@@ -36,35 +35,20 @@ import grpc.experimental.gevent as grpc_gevent
 
 grpc_gevent.init_gevent()
 
-import gevent  # noqa: E402
 import grpc  # noqa: E402
 import numpy as np  # noqa: E402
-from geventhttpclient import HTTPClient  # noqa: E402
 from locust import User, events, task  # noqa: E402
 from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
-# Importing the gate installs its event hooks (its arguments, thresholds, verdict and pacing).
-from slo_gate import WrongAnswer  # noqa: E402
+# common: SIGINT through gevent's hub, the HTTP request path; it imports the gate, which installs its
+# event hooks (its arguments, thresholds, verdict and pacing).
+from common import http_client, post_checked, settle_clock, verdict  # noqa: E402
 
 from tritonops import contract, settings  # noqa: E402
 
 log = logging.getLogger("loadtests.linear")
 contract.reference(contract.SEED_X)  # torch and the weights load now, before Locust starts its run and its clock
-# That load blocks for seconds before gevent's loop runs, and the loop's cached clock stays where it was:
-# Locust's -t timer, started from it, fired that much early (a 3 s run stopped after 0.8 s with 0 requests).
-gevent.get_hub().loop.update_now()
-
-
-def _interrupt_main() -> None:
-    """Ctrl-C, delivered as Locust's main greenlet expects it: it writes the HTML report and stops."""
-    gevent.get_hub().parent.throw(KeyboardInterrupt)
-
-
-# SIGINT (Ctrl-C; tritonops.locustcost stops Locust with it) is taken through gevent's hub, as Locust
-# takes SIGTERM. Python's own handler raised KeyboardInterrupt in whichever greenlet ran: inside a gRPC
-# call it left a lock held and Locust hung at exit (1 bench smoke run in 3 under load). It also takes
-# SIGINT back when Locust starts with it ignored, as a background job (`make test &`) does (POSIX).
-gevent.signal_handler(signal.SIGINT, _interrupt_main)
+settle_clock()  # that load blocked for seconds before gevent's loop runs
 DEFAULT_USER = "LinearHttpUser"
 # Requests prepared per process and protocol (a fixed --batch-size: all of that size; mixed sizes:
 # POOL_REQUESTS spread over them, at least POOL_MIN_PER_SIZE each). Users cycle through them.
@@ -104,7 +88,7 @@ def _prepare(environment, runner, **_kwargs):
                 user.prepare(environment.host, opts)
             except Exception:  # noqa: BLE001 - no server (yet): the user's on_start meets it again and reports it
                 log.debug("request pool for %s not prepared at start", user.__name__, exc_info=True)
-    gevent.get_hub().loop.update_now()  # as after the torch load above: the pools blocked the loop
+    settle_clock()  # as after the torch load above: the pools blocked the loop
 
 
 def _grpc_client(address: str):
@@ -121,19 +105,6 @@ def _grpc_client(address: str):
             pass
 
     return Client(address)
-
-
-def _verdict(name: str, check) -> WrongAnswer | None:
-    """Run an answer check (a callable returning the problem, or None when the answer is right) as a
-    Locust failure: an answer that does not even parse is a wrong answer too."""
-    try:
-        problem = check()
-    except Exception as exc:  # noqa: BLE001 - an unparsable answer is a failed request
-        problem = f"unparsable response: {type(exc).__name__}: {exc}"
-    if not problem:
-        return None
-    log.debug("%s: %s", name, problem)
-    return WrongAnswer(_short(problem))
 
 
 @functools.cache
@@ -204,16 +175,11 @@ class LinearHttpUser(User):
         return _pool("binary" if opts.binary else "json", sizes)
 
     def on_start(self):
-        url = urlsplit(self.host)
         self.binary = self.environment.parsed_options.binary
         self.name = f"{contract.MODEL} [{'binary' if self.binary else 'json'}]"
         pool = self.prepare(self.host, self.environment.parsed_options)
         self.requests = itertools.islice(itertools.cycle(pool), random.randrange(len(pool)), None)
-        # geventhttpclient's client, the one under FastHttpUser, without its session and user-agent layers
-        # (URL parsing, cookies, header objects, gzip: about half the client CPU per request). One keep-alive
-        # connection per user; no Accept-Encoding, so the server does not compress every answer.
-        self.client = HTTPClient(url.hostname or "127.0.0.1", url.port, ssl=url.scheme == "https", insecure=True,
-                                 connection_timeout=60, network_timeout=60, concurrency=1)
+        self.client = http_client(self.host)
         self.fire = self.environment.events.request.fire
 
     def on_stop(self):
@@ -222,26 +188,11 @@ class LinearHttpUser(User):
     @task
     def infer(self):
         request, want = next(self.requests)
-        error, body = None, b""
-        start = time.perf_counter()
-        try:
-            response = self.client.request("POST", self.path, *request)
-            body = response.read()
-            response.release()
-            elapsed_ms = (time.perf_counter() - start) * 1000
-            if response.status_code != 200:
-                error = WrongAnswer(f"HTTP {response.status_code}: {body[:200].decode(errors='replace')}")
-            elif self.binary:
-                length = response.get("inference-header-content-length")
-                error = _verdict(self.name, lambda: contract.check_binary_answer(
-                    body, int(length) if length else None, want))
-            else:
-                error = _verdict(self.name, lambda: contract.check_json_answer(body, want))
-        except Exception as exc:  # noqa: BLE001 - refused, reset, timed out: a failed request
-            elapsed_ms = (time.perf_counter() - start) * 1000
-            error = exc
-        self.fire(request_type="POST", name=self.name, response_time=elapsed_ms, response_length=len(body),
-                  exception=error, context={})
+        if self.binary:
+            check = lambda body, length: contract.check_binary_answer(body, length, want)  # noqa: E731
+        else:
+            check = lambda body, _length: contract.check_json_answer(body, want)  # noqa: E731
+        post_checked(self, self.path, request, check, _short)
 
 
 class CheckedCalls(grpc.UnaryUnaryClientInterceptor):
@@ -265,7 +216,8 @@ class CheckedCalls(grpc.UnaryUnaryClientInterceptor):
             answer = outcome.result()
             elapsed_ms = (time.perf_counter() - start) * 1000
             length = len(answer)
-            error = _verdict(self.name, lambda: contract.check_grpc_answer(self.parse(answer), self.expected[request]))
+            error = verdict(self.name, lambda: contract.check_grpc_answer(self.parse(answer), self.expected[request]),
+                            _short)
         except grpc.RpcError as exc:
             elapsed_ms = (time.perf_counter() - start) * 1000
             error = InferenceServerException(msg=exc.details(), status=str(exc.code()))  # as tritonclient says it

@@ -28,6 +28,13 @@ from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 from tritonops import contract, loadgate, metrics
 
 
+# The model whose server-side counters are judged and reported: a Locust file for another model sets it
+# (loadtests/embed.py), and STEP, a model whose executions show the dynamic batcher's work when MODEL's do
+# not (an ensemble runs once per request: its steps batch). Read when the test starts and ends.
+MODEL = contract.MODEL
+STEP = ""
+
+
 class WrongAnswer(Exception):
     """A response that arrived but is not the model's answer (an HTTP error status, a wrong value).
     Its repr is its message, so Locust's failure tables and the verdict read "wrong answer: ..."."""
@@ -98,9 +105,10 @@ def _load_thresholds(environment, **_kwargs):
         RUN.metrics_url = opts.metrics_url or metrics.metrics_url_for(environment.host or "")
 
 
-def _scrape() -> dict | None:
+def _scrape() -> dict[str, dict] | None:
+    """{model: its counters} for MODEL and STEP (if any)."""
     try:
-        return metrics.scrape(RUN.metrics_url, contract.MODEL)
+        return {model: metrics.scrape(RUN.metrics_url, model) for model in (MODEL, STEP) if model}
     except metrics.MetricsError as exc:
         RUN.note = f"Server-side figures unavailable: {exc}"
         return None
@@ -173,15 +181,16 @@ def judge(f: loadgate.LocustResult, limits: loadgate.Thresholds, server: metrics
 
 
 def report(environment, f: loadgate.LocustResult, limits: loadgate.Thresholds, server: metrics.ServerFigures | None,
-           verdict: Verdict) -> str:
+           verdict: Verdict, step: metrics.ServerFigures | None = None) -> str:
     opts = environment.parsed_options
     load = f"{environment.runner.target_user_count or opts.num_users} users" + (
         f" at {opts.target_rps:g} req/s (open loop)" if opts.target_rps else "")
-    parts = [f"# Load test of {contract.MODEL} at {environment.host}",
+    parts = [f"# Load test of {MODEL} at {environment.host}",
              f"{load}, target `{limits.target}` of {opts.slo_file}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", "",
              loadgate.table(verdict.rows, ("check", "measured", "threshold", "result")), "",
              loadgate.table([("p50 latency", f"{f.p50_ms:g} ms"), ("p99 latency", f"{f.p99_ms:g} ms"),
-                             ("avg latency", f"{f.avg_ms:.1f} ms"), *(server.rows() if server else [])],
+                             ("avg latency", f"{f.avg_ms:.1f} ms"), *(server.rows() if server else []),
+                             *([(f"server: {STEP} avg batch formed", f"{step.avg_batch:.2f}")] if step else [])],
                             ("figure", "value"))]
     if RUN.note:
         parts += ["", RUN.note]
@@ -210,9 +219,10 @@ def _judge(environment, **_kwargs):
     # before its workers have stopped (seen: the server counted 5 requests fewer than Locust). By now the
     # master's own quitting listener has stopped them and collected their last figures.
     after = _scrape() if RUN.before is not None else None
-    server = metrics.difference(RUN.before, after) if RUN.before and after else None
+    server, step = (metrics.difference(RUN.before[m], after[m]) if RUN.before and after and m else None
+                    for m in (MODEL, STEP))
     verdict = judge(f, RUN.limits, server, opts.target_rps)
-    RUN.verdict = report(environment, f, RUN.limits, server, verdict)
+    RUN.verdict = report(environment, f, RUN.limits, server, verdict, step)
     if opts.slo_report:
         Path(opts.slo_report).write_text(RUN.verdict)
     environment.process_exit_code = 1 if verdict.failed else 0

@@ -9,7 +9,10 @@ gateway/haproxy.cfg.j2) to price it. Every perf_analyzer level also shows the av
 server formed (its statistics API, read around the level) and how many perf_analyzer calls it
 took (--tries). Then, for linear: an open-loop sweep at fractions of its measured maximum
 (bench_sweep: p50/p99 per offered rate, where p99 crosses the local-cpu SLO) and the config's
-tuning knobs against alternatives (bench_knobs: queue delay, instance count).
+tuning knobs against alternatives (bench_knobs: queue delay, instance count). Last, the embed
+ensemble with and without dynamic batching, and its load time (bench_embed). linear is served from a
+repository holding only it (a symlink to the shipped model), as seed and identity are: the embed
+pipeline's stubs would load beside it for nothing.
 Writes bench.md (tables), bench.png and bench-sweep.png (plots) and the raw CSVs to
 reports/bench/, prints the tables and the target ratios (all measured in this one run).
 """
@@ -19,19 +22,20 @@ import argparse
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import (bench_knobs, bench_sweep, contract, gateway, loadgate, locustcost, metrics, perf_analyzer, plots,
-               serverstats, settings)
+from . import (bench_embed, bench_knobs, bench_sweep, contract, gateway, loadgate, locustcost, metrics, perf_analyzer,
+               plots, serverstats, settings)
 from .models import ensure as ensure_model_files
-from .server import LocalServer, free_port
+from .server import LocalServer, ServerError, free_port
 
 BENCH_MODELS = settings.ROOT / "loadtests" / "bench_models"
 REPORTS = settings.ROOT / "reports" / "bench"
-# name -> (repository, what it is)
+# name -> (repository, what it is): models with linear's contract; "embed" (bench_embed) is chosen with them
 MODELS = {
     "linear": (settings.MODEL_REPOSITORY, "shipped model_repository/linear"),
     "seed": (BENCH_MODELS / "seed", "the seed's model.py and config (per-request loop, INFO logs, batch 4)"),
@@ -88,6 +92,8 @@ def bench_model(name: str, repository: Path, concurrency: list[int], opts: perf_
     """found, when given, receives "sweep" (bench_sweep.Sweep) for linear when sweep_fractions is set."""
     rows = []
     ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    if Path(repository).resolve() == settings.MODEL_REPOSITORY.resolve():
+        repository = linear_only(out / "repos" / "linear")
     with LocalServer(repository, host="127.0.0.1", log_path=out / f"{name}.server.log", **ports) as server:
         cpu = _children_cpu_s()
         points, failed = perf_analyzer.against(server, contract.MODEL, out / f"{name}.perf_analyzer.csv", opts,
@@ -122,6 +128,33 @@ def bench_model(name: str, repository: Path, concurrency: list[int], opts: perf_
                                 cost.result.p99_ms, cost.server.avg_queue_us / 1000,
                                 cost.server.avg_compute_us / 1000, cost.cpu_us))
     return rows
+
+
+def linear_only(dest: Path) -> Path:
+    """A repository at dest holding only the shipped linear model (a symlink to it)."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    (dest / contract.MODEL).symlink_to(settings.MODEL_REPOSITORY.resolve() / contract.MODEL)
+    return dest
+
+
+def embed_rows(levels: list[int], opts: perf_analyzer.Options, out: Path, notes: list[str]
+               ) -> tuple[list[Row], dict[str, bench_embed.Measured]]:
+    """bench_embed's two variants as rows (their load times in the second value); a variant that could
+    not be measured is a note, not the end of the bench."""
+    try:
+        found = bench_embed.run(levels, opts, out)
+    except (ServerError, perf_analyzer.PerfAnalyzerError) as exc:
+        print(f"bench: embed was not measured: {exc}", flush=True)
+        notes.append(f"embed: not measured ({exc})")
+        return [], {}
+    rows = []
+    for name, measured in found.items():
+        for level, why in measured.failed.items():
+            print(f"bench: {name}: perf_analyzer gave no result at concurrency {level}: {why}", flush=True)
+            notes.append(f"{name}, concurrency {level}: perf_analyzer gave no result ({why}); see perf_analyzer.log")
+        rows += [_row(name, "perf_analyzer", p, 0.0) for p in measured.points]
+    return rows, found
 
 
 def through_gateway(server: LocalServer, level: int, opts: perf_analyzer.Options, out: Path, notes: list[str],
@@ -250,7 +283,8 @@ def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: st
         models: list[str], target_c: int = TARGET_CONCURRENCY,
         sweep_fractions: tuple[float, ...] = bench_sweep.FRACTIONS,
         alt_delay_us: int | None = bench_knobs.ALT_QUEUE_DELAY_US,
-        alt_instances: int | None = bench_knobs.ALT_INSTANCES) -> tuple[str, list[tuple[str, str, str, bool]]]:
+        alt_instances: int | None = bench_knobs.ALT_INSTANCES,
+        embed_levels: list[int] = list(bench_embed.LEVELS)) -> tuple[str, list[tuple[str, str, str, bool]]]:
     out.mkdir(parents=True, exist_ok=True)
     opts = replace(opts, log_path=out / "perf_analyzer.log")
     opts.log_path.unlink(missing_ok=True)
@@ -260,7 +294,7 @@ def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: st
     rows: list[Row] = []
     notes: list[str] = []
     found: dict = {}
-    for name in models:
+    for name in (m for m in models if m in MODELS):
         repository, what = MODELS[name]
         print(f"bench: {name} ({what}) ...", flush=True)
         rows += bench_model(name, repository, concurrency, opts, out,
@@ -271,9 +305,13 @@ def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: st
         extra, knobs = knob_lines(target_c, out, opts, notes, alt_delay_us, alt_instances,
                                   direct.throughput if direct else 0.0)
         rows += extra
+    embedded: dict[str, bench_embed.Measured] = {}
+    if "embed" in models:
+        extra, embedded = embed_rows(embed_levels, opts, out, notes)
+        rows += extra
     sweep = found.get("sweep")
     load_after = os.getloadavg()
-    checks = targets(rows, target_c)
+    checks = targets(rows, target_c) + bench_embed.targets(embedded)
     header = (f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {machine()}. "
               f"perf_analyzer {settings.get('CPU_TRITON_VERSION')} over HTTP (binary tensors, batch 1, "
               f"count windows of ~{opts.measurement_ms} ms, stable within {opts.stability_pct:g}%); Locust: loadtests/linear.py, {target_c} users, "
@@ -281,6 +319,8 @@ def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: st
               f"warm-up (client CPU: Locust's process tree / requests the server answered in it). Load average (1 min) "
               f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; run took {time.time() - started:.0f} s.")
     text = markdown(rows, checks, header)
+    if embedded:
+        text += "\n" + bench_embed.summary(embedded, target_c)
     if knobs:
         text += "\nTuning knobs in model_repository/linear/config.pbtxt, measured in this run:\n\n" + "".join(
             f"- {k}\n" for k in knobs)
@@ -304,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--measurement-ms", type=int, default=DEFAULTS.measurement_ms,
                         help="what a perf_analyzer window should last (ms): it holds that long's worth of requests")
     parser.add_argument("--locust-duration", default="30s", help="Locust run at concurrency 16 on linear; 0 skips it")
-    parser.add_argument("--models", default=",".join(MODELS), help=f"subset of {','.join(MODELS)}")
+    parser.add_argument("--models", default=",".join([*MODELS, "embed"]), help=f"subset of {','.join([*MODELS, 'embed'])}")
+    parser.add_argument("--embed-concurrency", default=",".join(map(str, bench_embed.LEVELS)),
+                        help="perf_analyzer levels for embed, with and without dynamic batching")
     parser.add_argument("--target-concurrency", type=int, default=TARGET_CONCURRENCY,
                         help="level the target ratios compare at, and Locust's user count")
     parser.add_argument("--stability-percentage", type=float, default=DEFAULTS.stability_pct,
@@ -322,11 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     a = parser.parse_args(argv)
     try:
-        levels = [int(c) for c in a.concurrency.split(",") if c.strip()]
+        levels, embed_levels = ([int(c) for c in v.split(",") if c.strip()] for v in (a.concurrency, a.embed_concurrency))
     except ValueError:
-        parser.error(f"--concurrency {a.concurrency!r}: expected integers like 1,4,16,64")
-    if not levels or min(levels) < 1:
-        parser.error(f"--concurrency {a.concurrency!r}: levels must be >= 1")
+        parser.error(f"--concurrency {a.concurrency!r}, --embed-concurrency {a.embed_concurrency!r}: "
+                     "expected integers like 1,4,16,64")
+    if not levels or min(levels) < 1 or not embed_levels or min(embed_levels) < 1:
+        parser.error(f"--concurrency {a.concurrency!r}, --embed-concurrency {a.embed_concurrency!r}: levels must be >= 1")
     try:
         fractions = tuple(float(f) for f in a.sweep_fractions.split(",") if f.strip())
         alt_delay, alt_instances = (int(v) if v.strip() else None for v in (a.knob_queue_delay_us, a.knob_instances))
@@ -335,9 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(not 0 < f <= 2 for f in fractions) or a.tries < 1:
         parser.error("--sweep-fractions must lie in (0, 2]; --tries must be >= 1")
     models = [m.strip() for m in a.models.split(",") if m.strip()]
-    unknown = [m for m in models if m not in MODELS]
+    unknown = [m for m in models if m not in MODELS and m != "embed"]
     if unknown or not models:
-        parser.error(f"--models {a.models!r}: unknown {unknown}; choose from {', '.join(MODELS)}")
+        parser.error(f"--models {a.models!r}: unknown {unknown}; choose from {', '.join([*MODELS, 'embed'])}")
     if problem := ensure_model_files():
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -345,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         opts = perf_analyzer.Options(measurement_ms=a.measurement_ms, stability_pct=a.stability_percentage,
                                      tries=a.tries, asynchronous=not a.sync)
         text, checks = run(levels, opts, None if a.locust_duration in ("", "0") else a.locust_duration,
-                           a.report_dir, models, a.target_concurrency, fractions, alt_delay, alt_instances)
+                           a.report_dir, models, a.target_concurrency, fractions, alt_delay, alt_instances, embed_levels)
     except (perf_analyzer.PerfAnalyzerError, loadgate.GateError, metrics.MetricsError, serverstats.StatsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

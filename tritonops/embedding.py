@@ -127,3 +127,80 @@ def check_output(texts, got: np.ndarray | None, want: np.ndarray | None = None) 
     if not sims[worst] >= MIN_COSINE:
         return f"output '{OUTPUT}' row {worst} ({texts[worst]!r:.60}) has cosine {sims[worst]:.6f} to the reference, below {MIN_COSINE}"
     return None
+
+
+# --- Locust's request path: requests encoded once, answers checked against references computed once ---
+# The same verdict and message as check_output (shape, dtype, cosine per row), from the response bytes
+# and a reference computed at start; then one rule check_output leaves out, because cosine cannot see
+# it: each row is a unit vector, as the config promises (clients compare embeddings by dot product).
+MAX_NORM_ERROR = 1e-3
+
+
+def http_body(texts, binary: bool = False) -> tuple[bytes, dict[str, str]]:
+    """Request body and headers for /v2/models/embed/versions/1/infer, built by tritonclient; binary: the
+    binary tensor extension for the texts and the embeddings, JSON otherwise."""
+    import tritonclient.http as httpclient
+
+    inp = httpclient.InferInput(INPUT, [len(texts), 1], DATATYPE)
+    inp.set_data_from_numpy(texts_array(texts), binary_data=binary)
+    out = httpclient.InferRequestedOutput(OUTPUT, binary_data=binary)
+    body, json_size = httpclient.InferenceServerClient.generate_request_body([inp], outputs=[out])
+    if json_size is None:
+        return body, {"Content-Type": "application/json"}
+    return body, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(json_size)}
+
+
+def check_embeddings(texts, got: np.ndarray | None, want: np.ndarray) -> str | None:
+    """check_output against a reference computed earlier, then the unit-norm rule."""
+    problem = check_output(texts, got, want)
+    if problem:
+        return problem
+    error = np.abs(np.linalg.norm(got.astype(np.float64), axis=1) - 1)
+    worst = int(np.argmax(np.nan_to_num(error, nan=np.inf)))
+    if not error[worst] <= MAX_NORM_ERROR:
+        return (f"output '{OUTPUT}' is not L2-normalised: row {worst} ({texts[worst]!r:.60}) has norm "
+                f"{np.linalg.norm(got[worst]):.6f}, expected 1 within {MAX_NORM_ERROR}")
+    return None
+
+
+def _array(values, shape, datatype: str) -> np.ndarray:
+    from tritonclient.utils import triton_to_np_dtype
+
+    dtype = triton_to_np_dtype(datatype)
+    if dtype is None:
+        raise ValueError(f"output '{OUTPUT}' has an unknown datatype {datatype!r}")
+    if isinstance(values, (bytes, memoryview)):
+        array = np.frombuffer(values, dtype=np.dtype(dtype).newbyteorder("<"))
+    else:
+        array = np.asarray(values, dtype=dtype)
+    return array.reshape(shape)  # raises when the data does not fill the shape it claims
+
+
+def check_json_answer(body: bytes, texts, want: np.ndarray) -> str | None:
+    """check_embeddings for a KServe v2 JSON response body; raises if it is no such body."""
+    import json
+
+    for out in json.loads(body)["outputs"]:
+        if out["name"] == OUTPUT:
+            return check_embeddings(texts, _array(out["data"], out["shape"], out["datatype"]), want)
+    return check_embeddings(texts, None, want)
+
+
+def check_binary_answer(body: bytes, header_length: int | None, texts, want: np.ndarray) -> str | None:
+    """check_embeddings for a response of the binary tensor extension (JSON header, then the tensors' bytes)."""
+    import json
+
+    if header_length is None:
+        return check_json_answer(body, texts, want)
+    offset = header_length
+    for out in json.loads(body[:header_length])["outputs"]:
+        size = out.get("parameters", {}).get("binary_data_size")
+        if out["name"] == OUTPUT:
+            if size is None:
+                return check_embeddings(texts, _array(out["data"], out["shape"], out["datatype"]), want)
+            raw = body[offset:offset + size]
+            if len(raw) != size:
+                raise ValueError(f"output '{OUTPUT}': {len(raw)} bytes, expected {size}")
+            return check_embeddings(texts, _array(raw, out["shape"], out["datatype"]), want)
+        offset += size or 0
+    return check_embeddings(texts, None, want)

@@ -1,5 +1,8 @@
 """`make loadtest`: builds the command line of a headless, gated Locust run and returns its exit code.
 
+--model picks the Locust file (loadtests/linear.py, or loadtests/embed.py for the embed ensemble) and
+the thresholds table judged by default (local-cpu, local-cpu-embed).
+
 The gate itself is Locust's: loadtests/slo_gate.py's event hooks judge the run against a table of
 loadtests/thresholds.toml (--slo) and set the exit code (0 pass, 1 a check failed, 2 a bad
 thresholds file). Locust's CSV and HTML report, its log, the verdict (summary.md) and Locust's
@@ -25,6 +28,11 @@ from urllib.parse import urlsplit
 from . import settings
 
 LOCUSTFILE = settings.ROOT / "loadtests" / "linear.py"
+# model -> (its Locust file, its user classes (the first is the default), its default thresholds table)
+MODELS = {
+    "linear": (LOCUSTFILE, ("LinearHttpUser", "LinearGrpcUser"), "local-cpu"),
+    "embed": (settings.ROOT / "loadtests" / "embed.py", ("EmbedHttpUser",), "local-cpu-embed"),
+}
 THRESHOLDS = settings.ROOT / "loadtests" / "thresholds.toml"
 REPORTS = settings.ROOT / "reports" / "loadtest"
 THRESHOLD_FIELDS = {"p95_ms": float, "min_rps": float, "max_failures": int, "min_rate_share": float}
@@ -184,7 +192,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="the server's HTTP URL (Locust -H)")
     parser.add_argument("--users", type=int, default=16, help="concurrent users (spawned at once)")
     parser.add_argument("--duration", default="30s", help="Locust --run-time, e.g. 30s, 2m")
-    parser.add_argument("--target", default="local-cpu", help="table of the thresholds file to judge against")
+    parser.add_argument("--model", default="linear", choices=list(MODELS),
+                        help="model to load: its Locust file and default thresholds table (default: linear)")
+    parser.add_argument("--target", default="",
+                        help="table of the thresholds file to judge against (default: the model's, "
+                             + ", ".join(f"{m}: {t}" for m, (_, _, t) in MODELS.items()) + ")")
     parser.add_argument("--thresholds", type=Path, default=THRESHOLDS)
     parser.add_argument("--rate", type=float, default=0,
                         help="open loop: requests a second for all users together (Locust --target-rps); "
@@ -192,29 +204,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-dir", type=Path, default=REPORTS)
     parser.add_argument("--metrics-url", default="",
                         help=f"Triton /metrics (default: the URL's host, port {settings.port('metrics')})")
-    parser.add_argument("--user-class", default="", choices=["", "LinearHttpUser", "LinearGrpcUser"],
-                        help="Locust user class (default: LinearHttpUser)")
+    parser.add_argument("--user-class", default="", choices=["", *(u for _, users, _ in MODELS.values() for u in users)],
+                        help="Locust user class of the model's Locust file (default: its first, "
+                             + ", ".join(f"{m}: {users[0]}" for m, (_, users, _) in MODELS.items()) + ")")
     parser.add_argument("--grpc-url", default="", help=f"gRPC host:port for LinearGrpcUser (default: the URL's host, "
                                                         f"port {settings.port('grpc')})")
     parser.add_argument("--binary", action="store_true", help="HTTP binary tensor extension instead of JSON")
-    parser.add_argument("--batch-size", type=int, default=0, help="rows per request (0: mixed 1..max_batch_size)")
+    parser.add_argument("--batch-size", type=int, default=0, help="rows (embed: sentences) per request; 0: mixed, linear 1..max_batch_size, embed 1..8")
     parser.add_argument("--processes", type=int, default=0, help="Locust --processes (0: one process, -1: one per core)")
     parser.add_argument("--locust-args", default="", help="more Locust arguments, e.g. '--master --expect-workers 3' "
                                                         "to gate a run whose load comes from workers on other machines")
     a = parser.parse_args(argv)
     if a.users < 1:
         parser.error(f"--users {a.users}: must be >= 1")
+    locustfile, user_classes, default_target = MODELS[a.model]
+    if a.user_class and a.user_class not in user_classes:
+        parser.error(f"--user-class {a.user_class}: not a user of --model {a.model} ({', '.join(user_classes)})")
+    if a.grpc_url and "LinearGrpcUser" not in user_classes:
+        parser.error(f"--grpc-url: --model {a.model} is loaded over HTTP only")
     url = a.url if "://" in a.url else f"http://{a.url}"
     if not urlsplit(url).hostname:
         parser.error(f"--url {a.url!r}: no host")
     a.report_dir.mkdir(parents=True, exist_ok=True)
-    gate = ["--slo", a.target, "--slo-file", str(a.thresholds), "--slo-report", str(a.report_dir / "summary.md"),
+    gate = ["--slo", a.target or default_target, "--slo-file", str(a.thresholds), "--slo-report", str(a.report_dir / "summary.md"),
             "--logfile", str(a.report_dir / "locust.log")]
     gate += ["--metrics-url", a.metrics_url] if a.metrics_url else []
     gate += ["--target-rps", str(a.rate)] if a.rate else []
     cmd = locust_command(url, a.users, a.duration, a.report_dir, user_class=a.user_class, binary=a.binary,
                          batch_size=a.batch_size, processes=a.processes, grpc_url=a.grpc_url,
-                         extra=gate + shlex.split(a.locust_args))
+                         extra=gate + shlex.split(a.locust_args), locustfile=locustfile)
     print("$ " + shlex.join(cmd), flush=True)
     proc = subprocess.Popen(cmd, cwd=settings.ROOT)
     while True:

@@ -132,6 +132,10 @@ def parse_csv(path: Path) -> list[Point]:
     return points
 
 
+# perf_analyzer's own default --measurement-request-count: a level with no rate known yet gets it
+MIN_WINDOW_REQUESTS = 50
+
+
 @dataclass(frozen=True)
 class Options:
     """How every level is measured: perf_analyzer's windows and stability rule, and the retries."""
@@ -147,15 +151,14 @@ class Options:
     asynchronous: bool = True
     async_threads: int = 4
     log_path: Path | None = None  # every call's command line (header names only) and output, appended
-
-
-# perf_analyzer's own default --measurement-request-count: a level with no rate known yet gets it
-MIN_WINDOW_REQUESTS = 50
+    # the fewest requests a count window holds; a slow model (embed: tens a second on a busy box) gets a
+    # lower floor, or its short smoke windows would last the floor's seconds instead of measurement_ms
+    min_window_requests: int = MIN_WINDOW_REQUESTS
 
 
 def run(url: str, model: str, concurrency: list[int], csv_path: Path, opts: Options = Options(), *,
-        headers: dict[str, str] | None = None, batch_probe=None, expected_rate: float = 0.0
-        ) -> tuple[list[Point], dict[int, str]]:
+        headers: dict[str, str] | None = None, batch_probe=None, expected_rate: float = 0.0,
+        extra_args: list[str] | None = None) -> tuple[list[Point], dict[int, str]]:
     """Sweep concurrency levels over HTTP, batch 1, against url (host:port): a Point per measured level (all in
     csv_path), and why for each level that could not be measured (the sweep goes on without it).
 
@@ -165,10 +168,12 @@ def run(url: str, model: str, concurrency: list[int], csv_path: Path, opts: Opti
     Each level gets up to opts.tries calls; Point.tries says how many it took. batch_probe (a callable
     returning serverstats.BatchCounts) is read around the try that measured, for Point.avg_batch.
     expected_rate (infer/s, e.g. the same level measured directly) sizes the windows until a level here
-    has been measured (see _window_requests).
+    has been measured (see _window_requests). extra_args go to every call (e.g. --input-data FILE: the
+    embed model's texts; perf_analyzer would send random bytes).
     """
-    return _sweep(url, model, [(level, ["--concurrency-range", str(level)]) for level in concurrency], csv_path,
-                  opts, headers=headers, batch_probe=batch_probe, expected_rate=expected_rate)
+    return _sweep(url, model, [(level, ["--concurrency-range", str(level), *(extra_args or [])])
+                               for level in concurrency], csv_path, opts, headers=headers, batch_probe=batch_probe,
+                  expected_rate=expected_rate)
 
 
 def run_rates(url: str, model: str, rates: list[int], csv_path: Path, opts: Options = Options(), *,
@@ -183,18 +188,19 @@ def run_rates(url: str, model: str, rates: list[int], csv_path: Path, opts: Opti
 
 
 def against(server, model: str, csv_path: Path, opts: Options, *, concurrency: list[int] | None = None,
-            rates: list[int] | None = None, url: str = "", expected_rate: float = 0.0, max_threads: int = 16
-            ) -> tuple[list[Point], dict[int, str]]:
+            rates: list[int] | None = None, url: str = "", expected_rate: float = 0.0, max_threads: int = 16,
+            extra_args: list[str] | None = None, batch_model: str = "") -> tuple[list[Point], dict[int, str]]:
     """run() (concurrency) or run_rates() (rates) against a tritonops LocalServer, with its admin key on
-    every request and the average batch read from its statistics. url: where the load goes (default the
-    server itself; a gateway in front of it)."""
+    every request and the average batch read from its statistics (of batch_model, default the model
+    itself: an ensemble's step, whose batches the batcher forms). url: where the load goes (default the
+    server itself; a gateway in front of it). extra_args: closed loop only, see run()."""
     headers = server.admin_headers()
-    probe = serverstats.prober(server.http_url, model, headers)
+    probe = serverstats.prober(server.http_url, batch_model or model, headers)
     if rates is not None:
         return run_rates(url or server.http_url, model, rates, csv_path, opts, max_threads=max_threads,
                          headers=headers, batch_probe=probe)
     return run(url or server.http_url, model, concurrency or [], csv_path, opts, headers=headers,
-               batch_probe=probe, expected_rate=expected_rate)
+               batch_probe=probe, expected_rate=expected_rate, extra_args=extra_args)
 
 
 def _window_requests(rate: float, opts: Options) -> int:
@@ -204,7 +210,7 @@ def _window_requests(rate: float, opts: Options) -> int:
     at concurrency 64 here (linear and identity, 3 tries of 3, on two quiet runs), while count_windows
     measured the same level in seconds. perf_analyzer checks the count once a second, so a window lasts
     whole seconds, at least one."""
-    return max(MIN_WINDOW_REQUESTS, round(rate * opts.measurement_ms / 1000))
+    return max(opts.min_window_requests, round(rate * opts.measurement_ms / 1000))
 
 
 def _sweep(url: str, model: str, levels: list[tuple[int, list[str]]], csv_path: Path, opts: Options, *,

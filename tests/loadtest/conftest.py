@@ -1,15 +1,40 @@
-"""Load-gate suite: real tritonservers (the wheel's) on free ports, each serving one repository."""
+"""Load-gate suite: real tritonservers (the wheel's) on free ports, each serving one repository.
+
+Servers for linear serve it alone (repos.linear_only), those for embed its pipeline alone (embed_only):
+each skips the other's stubs (~10 s of load and ~1 GB on the 2-core box)."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
 import pytest
+from repos import linear_only
 
-from tritonops import settings
+from tritonops import embedding, settings
 from tritonops.server import LocalServer, free_port
 
 SHIPPED = settings.MODEL_REPOSITORY / settings.MODEL_NAME
+EMBED_PIPELINE = (embedding.TOKENIZER, embedding.ENCODER, embedding.MODEL)
+
+
+def embed_only(dest: Path, *, copied: tuple[str, ...] = ()) -> Path:
+    """A repository at dest holding the shipped embed pipeline, each model a symlink to the shipped one;
+    the models in copied get a folder of their own instead, for a test to change: its files copied,
+    the folders in its version folder (the weights) symlinked."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in EMBED_PIPELINE:
+        shipped = settings.MODEL_REPOSITORY / name
+        if name not in copied:
+            (dest / name).symlink_to(shipped)
+            continue
+        (dest / name / embedding.VERSION).mkdir(parents=True)
+        shutil.copy(shipped / "config.pbtxt", dest / name / "config.pbtxt")
+        for item in (shipped / embedding.VERSION).iterdir():
+            if item.is_file():
+                shutil.copy(item, dest / name / embedding.VERSION / item.name)
+            elif item.name != "__pycache__":
+                (dest / name / embedding.VERSION / item.name).symlink_to(item)
+    return dest
 
 
 def serve(repository: Path, log_path: Path) -> LocalServer:
@@ -20,8 +45,18 @@ def serve(repository: Path, log_path: Path) -> LocalServer:
 
 @pytest.fixture(scope="module")
 def shipped_server(tmp_path_factory):
-    """model_repository as shipped, on its own server (the gate's PASS case)."""
-    server = serve(settings.MODEL_REPOSITORY, tmp_path_factory.mktemp("shipped") / "server.log")
+    """The shipped linear model, on its own server (the linear gate's PASS case)."""
+    folder = tmp_path_factory.mktemp("shipped")
+    server = serve(linear_only(folder / "repository"), folder / "server.log")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def embed_server(tmp_path_factory):
+    """The shipped embed pipeline, on its own server (the embed gate's PASS case)."""
+    folder = tmp_path_factory.mktemp("embed")
+    server = serve(embed_only(folder / "repository"), folder / "server.log")
     yield server
     server.stop()
 
@@ -54,3 +89,10 @@ def lenient_thresholds(tmp_path) -> Path:
     path = tmp_path / "thresholds.toml"
     path.write_text('[lenient]\np95_ms = 60000\nmin_rps = 1\nmax_failures = 0\nmin_rate_share = 0.5\n')
     return path
+
+
+@pytest.fixture
+def copy_of_embed(tmp_path) -> Path:
+    """A temp repository holding the shipped embed pipeline whose encoder is a copy (its files copied,
+    its weights symlinked), for tests that break it on purpose."""
+    return embed_only(tmp_path / "embed-repo", copied=(embedding.ENCODER,))

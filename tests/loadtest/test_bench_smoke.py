@@ -7,14 +7,19 @@ windows within 1000%, not the bench's 25%): on a loaded 2-core box a level could
 in every window and get no number at all, which failed this test (issue 13). What the test still
 demands is a number for every model and level: a broken perf_analyzer or bench model fails it.
 The open-loop sweep runs one rate and the knob check one knob (queue delay): each path end to end.
+The embed rows run at concurrency 4 only, with and without dynamic batching, and must measure
+sentences, report the gain and the load time. They cost two more servers, mostly their loads: the
+test took 1.2-1.5x as long as without them (+23 to +50 s in 3 pairs of runs on the busy 2-core box),
+less what linear's server no longer loads (only linear now, not the embed pipeline beside it).
 """
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import subprocess
 
-from tritonops import bench, perf_analyzer, settings
+from tritonops import bench, bench_embed, embedding, perf_analyzer, settings
 
 
 def test_perf_analyzer_comes_from_the_pinned_wheel():
@@ -26,7 +31,7 @@ def test_perf_analyzer_comes_from_the_pinned_wheel():
 
 def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
     args = (f"--concurrency 1,4 --target-concurrency 4 --measurement-ms 500 --stability-percentage 1000 "
-            f"--locust-duration 3s --sweep-fractions 0.5 --knob-instances= --report-dir {tmp_path}")
+            f"--locust-duration 3s --sweep-fractions 0.5 --knob-instances= --embed-concurrency 4 --report-dir {tmp_path}")
     done = subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", "bench", f"BENCH_ARGS={args}"],
                           cwd=settings.ROOT, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -58,7 +63,7 @@ def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
                                       ).strip().strip("|").split("|")]
     batch, tries = header.index("avg batch"), header.index("tries")
     measured = [c for c in cells if len(c) == len(header) and c[1].startswith("perf_analyzer")]
-    assert len(measured) >= 8, table  # 3 models x 2 levels, the gateway (if any), the knob's two values
+    assert len(measured) >= 10, table  # 3 models x 2 levels, the gateway (if any), the knob's two values, 2 embed
     for c in measured:  # server statistics read around every level: a batch is at least one request
         assert float(c[batch]) >= 1 and int(c[tries]) >= 1, c
     assert "perf_analyzer tries per level" in done.stdout
@@ -86,4 +91,17 @@ def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
     assert [c[0].split(",")[0] for c in targets] == [
         "linear / seed throughput", "linear / identity floor throughput", "linear / identity floor p99",
         *(["gateway / direct throughput (linear)"] if gateway_measured else []),
-        "Locust / perf_analyzer throughput (linear)"]
+        "Locust / perf_analyzer throughput (linear)", "embed load time (server start to READY)"]
+    assert float(targets[-1][1].removesuffix(" s")) > 0
+    # embed, with and without dynamic batching: the fixed sentences measured at c=4, the gain, both load times
+    for name in (bench_embed.SHIPPED, bench_embed.UNBATCHED):
+        assert any(r.startswith(f"| {name} ") and "| perf_analyzer " in r and "| 4 " in r for r in rows), (name, table)
+        with open(tmp_path / f"{name.replace(', ', '-').replace(' ', '-')}.perf_analyzer.csv", newline="") as f:
+            (point,) = list(csv.DictReader(f))
+        assert int(point["Concurrency"]) == 4 and float(point["Inferences/Second"]) > 0, name
+    embed_calls = [line.split() for line in calls if f"-m {embedding.MODEL} " in line]
+    assert len(embed_calls) >= 2 and all("--input-data" in call for call in embed_calls), embed_calls
+    data = json.loads((tmp_path / "embed.input-data.json").read_text())
+    assert [step[embedding.INPUT] for step in data["data"]] == [[s] for s in embedding.SENTENCES]
+    assert "Dynamic batching at c=4: " in table and "x the sentences/s" in table, table
+    assert "Load time (LocalServer.start: tritonserver launched to READY): embed " in table

@@ -1,5 +1,5 @@
 """No server needed: the thresholds file (its reader, and Locust refusing a bad one before any user
-runs), the benchmark models' configs, the metrics arithmetic, a hung Locust."""
+runs, for either model's Locust file), the benchmark models' configs, the metrics arithmetic, a hung Locust."""
 from __future__ import annotations
 
 import subprocess
@@ -10,11 +10,11 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonops import bench, loadgate, metrics, settings, validate
+from tritonops import bench, bench_embed, embedding, loadgate, metrics, settings, validate
 
 
-def test_committed_thresholds_have_both_targets():
-    for target in ("local-cpu", "gpu"):
+def test_committed_thresholds_have_every_target():
+    for target in ("local-cpu", "local-cpu-embed", "gpu"):
         limits = loadgate.load_thresholds(loadgate.THRESHOLDS, target)
         assert limits.p95_ms > 0 and limits.min_rps > 0 and limits.max_failures == 0
 
@@ -42,7 +42,7 @@ def test_make_loadtest_reports_a_bad_target_without_running_users(tmp_path):
     done = subprocess.run([sys.executable, "-m", "tritonops.loadgate", "--url", "127.0.0.1:1", "--target", "nope",
                            "--report-dir", str(tmp_path)], cwd=settings.ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
-    assert f"error: {loadgate.THRESHOLDS}: no [nope] table (targets: local-cpu, gpu)" in done.stderr
+    assert f"error: {loadgate.THRESHOLDS}: no [nope] table (targets: local-cpu, local-cpu-embed, gpu)" in done.stderr
     assert not (tmp_path / "summary.md").exists() and (tmp_path / "locust_stats.csv").stat().st_size == 0  # opened, empty
     assert "Ramping to" not in (tmp_path / "locust.log").read_text()
 
@@ -56,6 +56,45 @@ def test_plain_locust_refuses_a_bad_field_naming_file_table_and_field(tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"error: {path}: [t] p95_ms = 'fast' must be a number" in done.stderr
     assert "Ramping to" not in done.stderr and "Aggregated" not in done.stdout  # no user ran
+
+
+def test_make_loadtest_model_embed_runs_its_locust_file_against_its_own_table(tmp_path):
+    """MODEL=embed: loadtests/embed.py, judged by default against [local-cpu-embed] (a file without it is
+    refused, naming it) and refusing a bad field as linear's file does; no user runs in either case."""
+    path = tmp_path / "thresholds.toml"
+    path.write_text("[local-cpu]\np95_ms = 10\nmin_rps = 5\n[t]\np95_ms = 10\nmin_rps = 0\n")
+    for target, message in (("", f"error: {path}: no [local-cpu-embed] table (targets: local-cpu, t)"),
+                            ("t", f"error: {path}: [t] min_rps = 0 must be > 0")):
+        done = subprocess.run(
+            ["make", "--no-print-directory", "-o", ".venv/.installed", "loadtest", "MODEL=embed", "URL=127.0.0.1:1",
+             "USERS=1", "DURATION=2s", f"TARGET={target}", f"LOADTEST_ARGS=--thresholds {path} --report-dir {tmp_path}"],
+            cwd=settings.ROOT, capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and "loadtest] Error 2" in done.stderr, done.stdout + done.stderr
+        assert message in done.stderr, done.stderr
+        assert f"-f {loadgate.MODELS['embed'][0]} " in done.stdout
+        assert "Ramping to" not in (tmp_path / "locust.log").read_text()
+
+
+def test_loadtest_refuses_a_user_class_of_the_other_model(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "tritonops.loadgate", "--model", "embed", "--user-class",
+                           "LinearGrpcUser", "--report-dir", str(tmp_path)], cwd=settings.ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "--user-class LinearGrpcUser: not a user of --model embed (EmbedHttpUser)" in done.stderr
+
+
+def test_embed_bench_variant_differs_from_the_shipped_repository_only_in_batching(tmp_path):
+    """bench_embed's no-batching copy: the embed pipeline, its steps' configs without dynamic_batching."""
+    copy = bench_embed.unbatched(tmp_path / "unbatched")
+    assert validate.validate_repository(copy) == []
+    assert {p.name for p in copy.iterdir()} == {embedding.TOKENIZER, embedding.ENCODER, embedding.MODEL}
+    for name in bench_embed.PIPELINE:
+        ours, theirs = (text_format.Parse((r / name / "config.pbtxt").read_text(), mc.ModelConfig())
+                        for r in (copy, settings.MODEL_REPOSITORY))
+        if name in (embedding.TOKENIZER, embedding.ENCODER):
+            assert theirs.HasField("dynamic_batching") and not ours.HasField("dynamic_batching"), name
+            theirs.ClearField("dynamic_batching")
+            assert (copy / name / embedding.VERSION).resolve() == (settings.MODEL_REPOSITORY / name / embedding.VERSION).resolve()
+        assert ours == theirs, name
 
 
 def _scheduling(path: Path) -> tuple:

@@ -1,7 +1,8 @@
 """The Locust-native gate against real tritonservers, as a plain `locust ... --slo` and as `make
 loadtest`: it passes on the shipped model and fails, with the reason, on a server that answers wrongly,
-on one that is too slow and on thresholds no server meets; open loop too. Short runs; no timing is
-asserted except where a threshold is impossible or a server slow on purpose.
+on one that is too slow and on thresholds no server meets; open loop too. The embed gate (MODEL=embed,
+loadtests/embed.py) passes on the shipped pipeline and fails on an encoder that answers wrongly. Short
+runs; no timing is asserted except where a threshold is impossible or a server slow on purpose.
 """
 from __future__ import annotations
 
@@ -12,18 +13,18 @@ from pathlib import Path
 
 import torch
 
-from tritonops import loadgate, settings
+from tritonops import embedding, loadgate, settings
 
 SHIPPED = settings.MODEL_REPOSITORY / settings.MODEL_NAME
 
 
 def gate(server, report_dir: Path, thresholds: Path = loadgate.THRESHOLDS, target: str = "local-cpu",
-         users: int = 4, duration: str = "4s", *extra: str, rate: str = "") -> tuple[int, str]:
+         users: int = 4, duration: str = "4s", *extra: str, rate: str = "", model: str = "linear") -> tuple[int, str]:
     """Run the gate as `make loadtest` does (the Make verb, so its variables are tested too)."""
     args = (f"--thresholds {thresholds} --report-dir {report_dir} --metrics-url {server.metrics_url} "
             + " ".join(extra))
     done = subprocess.run(
-        ["make", "--no-print-directory", "-o", ".venv/.installed", "loadtest", f"URL={server.http_url}",
+        ["make", "--no-print-directory", "-o", ".venv/.installed", "loadtest", f"URL={server.http_url}", f"MODEL={model}",
          f"USERS={users}", f"DURATION={duration}", f"TARGET={target}", f"RATE={rate}", f"LOADTEST_ARGS={args}"],
         cwd=settings.ROOT, capture_output=True, text=True, timeout=180)
     return done.returncode, done.stdout + done.stderr
@@ -214,3 +215,76 @@ def test_locustcost_stops_locust_with_sigint_even_when_started_with_it_ignored(s
         assert f"{protocol:6} users 4:" in done.stdout, done.stdout
         assert (tmp_path / f"locust-{protocol}.html").stat().st_size > 0  # written on SIGINT only (SIGTERM skips it)
     assert done.stdout.count(", 0 failed)") == 2, done.stdout
+
+
+def test_embed_gate_passes_on_the_shipped_pipeline(embed_server, lenient_thresholds, tmp_path):
+    """make loadtest MODEL=embed: every answer checked against the references computed at start, over JSON
+    with mixed batches of sentences, and over binary tensors one sentence a request."""
+    code, out = gate(embed_server, tmp_path / "json", lenient_thresholds, "lenient", 4, "4s", model="embed")
+    assert code == 0, out
+    assert "# Load test of embed at " in out and "\nPASS\n" in out
+    assert "POST,embed [json]" in (tmp_path / "json" / "locust_stats.csv").read_text()
+    got = figures(tmp_path / "json" / "summary.md")
+    assert got["failed requests (client)"] == "0" and got["server: failed requests"] == "0"
+    requests = int(got["server: successful requests"])
+    assert requests >= int(got["requests sent"]) > 0
+    assert int(got["server: inferences (rows)"]) > requests  # batches of 1..8 sentences, 4.5 on average
+    assert float(got["server: encoder avg batch formed"]) >= 1  # the step the dynamic batcher feeds
+
+    code, out = gate(embed_server, tmp_path / "binary", lenient_thresholds, "lenient", 2, "3s", "--binary",
+                     "--batch-size 1", model="embed")
+    assert code == 0, out
+    assert "POST,embed [binary]" in (tmp_path / "binary" / "locust_stats.csv").read_text()
+    got = figures(tmp_path / "binary" / "summary.md")
+    assert int(got["server: inferences (rows)"]) == int(got["server: successful requests"]) > 0  # --batch-size 1
+
+
+# The shipped encoder, wrong on purpose in two ways, taking turns by execute() call: unnormalised
+# embeddings (x3: cosine to the reference still 1, only the norm check sees it) and shifted ones (every
+# value +0.1, then normalised: unit length, cosine far below MIN_COSINE).
+BROKEN_ENCODER = """import importlib.util
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+_spec = importlib.util.spec_from_file_location("shipped_encoder", {shipped!r})
+_shipped = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_shipped)
+
+
+class TritonPythonModel(_shipped.TritonPythonModel):
+    calls = 0
+
+    def execute(self, requests):
+        self.calls += 1
+        answers = []
+        for response in super().execute(requests):
+            if response.has_error():
+                answers.append(response)
+                continue
+            (tensor,) = response.output_tensors()
+            values = tensor.as_numpy()
+            if self.calls % 2:
+                values = values * 3
+            else:
+                values = values + 0.1
+                values = values / np.linalg.norm(values, axis=1, keepdims=True)
+            answers.append(pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor(tensor.name(), values.astype(np.float32))]))
+        return answers
+"""
+
+
+def test_embed_gate_fails_on_wrong_embeddings(copy_of_embed, serve_repo, lenient_thresholds, tmp_path):
+    shipped = settings.MODEL_REPOSITORY / embedding.ENCODER / embedding.VERSION / "model.py"
+    (copy_of_embed / embedding.ENCODER / embedding.VERSION / "model.py").write_text(BROKEN_ENCODER.format(shipped=str(shipped)))
+    server = serve_repo(copy_of_embed)
+    code, out = gate(server, tmp_path, lenient_thresholds, "lenient", 2, "4s", model="embed")
+    assert code != 0 and "loadtest] Error 1" in out, out  # the gate's own exit code is 1
+    assert "FAIL:" in out and "requests failed; most frequent: embed [json]: wrong answer: output 'embedding' " in out
+    failed = (tmp_path / "locust_failures.csv").read_text()
+    assert "wrong answer: output 'embedding' is not L2-normalised" in failed, failed
+    assert f"wrong answer: output 'embedding' differs from the reference (cosine below {embedding.MIN_COSINE})" in failed
+    got = figures(tmp_path / "summary.md")
+    assert int(got["failed requests (client)"]) == int(got["requests sent"]) > 0
+    assert got["failed inferences (server)"] == "0"  # the server thinks all is well; only the checks see it

@@ -4,6 +4,13 @@ Requests merged by the dynamic batcher may differ in length (ragged batching): t
 longest, run as one forward pass, mean-pooled over their attention mask, normalised and split back.
 Padding changes nothing: padded positions are masked out of attention and of the mean.
 Tensors cross the backend boundary by DLPack, as in linear: no copies, GPU outputs stay on the GPU.
+
+torch and transformers are imported in the methods, not at the top: at every load Triton's Python
+backend first imports this file in a stub of its own (to offer auto_complete_config), then again in the
+instance's stub. Imported at the top they cost that first stub ~3 s of CPU for nothing, beside the
+other models loading on the same cores: the whole repository took 27-31 s to READY with the tokenizer's
+and the encoder's imports at the top, 12-23 s with them here (3 loads each, alternated, on the busy
+2-core box, load average 3-5; 2026-11-28).
 """
 import json
 import os
@@ -13,14 +20,14 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # no progress bars in Triton's log
 
-import torch  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from torch.utils.dlpack import from_dlpack, to_dlpack  # noqa: E402
-from transformers import AutoModel  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        import torch
+        from transformers import AutoModel
+
         config = json.loads(args["model_config"])
         params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         path = os.path.join(args["model_repository"], args["model_version"], params["files"])
@@ -35,6 +42,8 @@ class TritonPythonModel:
         pb_utils.Logger.log_info(f"encoder: loaded {path} on {self.device}")
 
     def _inputs(self, request):
+        from torch.utils.dlpack import from_dlpack
+
         ids, mask = (pb_utils.get_input_tensor_by_name(request, name) for name in (self.ids_name, self.mask_name))
         if ids is None or mask is None:
             raise ValueError(f"inputs '{self.ids_name}' and '{self.mask_name}' are both required")
@@ -49,6 +58,9 @@ class TritonPythonModel:
         return ids, mask
 
     def execute(self, requests):
+        import torch
+        from torch.utils.dlpack import to_dlpack
+
         responses = [None] * len(requests)
         good, inputs = [], []
         for i, request in enumerate(requests):

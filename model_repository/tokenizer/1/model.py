@@ -3,6 +3,9 @@
 All requests of one execute() call are tokenized in one call of the fast (Rust) tokenizer, padded to
 the longest text of the call and truncated to `max_tokens`, then split back per request. A request
 whose text is not UTF-8 gets its own 400; the rest of the batch is still answered.
+
+transformers (which imports torch) is imported in initialize(), not at the top: Triton's Python backend
+also imports this file in a short-lived stub of its own at every load (see the encoder's model.py).
 """
 import json
 import os
@@ -14,11 +17,12 @@ os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"  # no progress bars in Triton's
 
 import numpy as np  # noqa: E402
 import triton_python_backend_utils as pb_utils  # noqa: E402
-from transformers import AutoTokenizer  # noqa: E402
 
 
 class TritonPythonModel:
     def initialize(self, args):
+        from transformers import AutoTokenizer
+
         config = json.loads(args["model_config"])
         params = {key: value["string_value"] for key, value in config.get("parameters", {}).items()}
         path = os.path.join(args["model_repository"], args["model_version"], params["files"])
