@@ -25,6 +25,7 @@ from tritonops.server import check_port_free
 from stacks import wait_for
 
 pytestmark = pytest.mark.docker
+STACK_SERVES_EMBED = True  # conftest's stack: model_repository as `make up` mounts it, linear and embed
 
 DASHBOARD = COMPOSE_DIR / "grafana" / "dashboards" / "triton.json"
 
