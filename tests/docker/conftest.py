@@ -51,11 +51,14 @@ def built_images(docker_client) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def stack(built_images, tmp_path_factory):
-    """triton + gateway + prometheus; taken down (volumes, networks) even when a test fails."""
+def stack(built_images, tmp_path_factory, request):
+    """triton + gateway + prometheus; taken down (volumes, networks) even when a test fails. A module
+    that sets STACK_SERVES_EMBED = True gets model_repository as `make up` mounts it (embed too); the
+    others a linear-only copy (stacks.start_stack)."""
     # Grafana has no offline stand-in here: its dashboard is checked against Prometheus instead.
     stack = start_stack(tmp_path_factory.mktemp("compose"), monitoring=True,
-                        services=("triton", "gateway", "prometheus"))
+                        services=("triton", "gateway", "prometheus"),
+                        embed=getattr(request.module, "STACK_SERVES_EMBED", False))
     try:
         yield stack
     finally:

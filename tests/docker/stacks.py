@@ -4,17 +4,35 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
-from tritonops import compose
+from tritonops import compose, settings
 from tritonops.server import free_port
 
 
-def start_stack(tmp_path, monitoring: bool = False, services=("triton", "gateway"), **overrides) -> compose.Stack:
+def linear_only_copy(dest: Path) -> Path:
+    """A model repository at dest holding a copy of the linear model only. A copy, not
+    conftest.linear_only's symlink: the container sees the mounted folder and nothing it points to."""
+    shutil.copytree(settings.MODEL_REPOSITORY / settings.MODEL_NAME, dest / settings.MODEL_NAME,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def start_stack(tmp_path, monitoring: bool = False, services=("triton", "gateway"), embed: bool = False,
+                **overrides) -> compose.Stack:
     """compose/compose.yaml, unmodified, under a project name of its own, published on free
-    127.0.0.1 ports; `overrides` are env-file values (TLS, keys, replicas...)."""
+    127.0.0.1 ports; `overrides` are env-file values (TLS, keys, replicas...).
+
+    embed=True mounts model_repository as `make up` does (linear and the embed pipeline side by side);
+    by default the stack mounts a linear-only copy unless MODEL_REPOSITORY is given: stacks about the
+    containers, the gateway or healing do not need embed, which costs each Triton ~10 s more to start,
+    ~1 GB of memory and three more Python stubs (a drill that kills "the" stub must hit linear's)."""
+    if not embed:
+        overrides.setdefault("MODEL_REPOSITORY", str(linear_only_copy(Path(tmp_path) / "linear-only")))
     overrides = {"BIND_ADDRESS": "127.0.0.1", **{key: str(free_port()) for key in compose.HOST_PORTS}, **overrides}
     # What `make up` does: a sandboxed engine (this testbed) gets its own hard memlock limit, said aloud.
     overrides.update(compose.memlock_override(compose.environment(overrides)))

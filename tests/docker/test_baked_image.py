@@ -1,12 +1,14 @@
-"""The optional baked image (make image BAKE=1): the model repository inside, nothing mounted."""
+"""The optional baked image (make image BAKE=1): the model repository inside, the embed pipeline's
+extracted files included (the plain image has none: test_image_models.py), nothing mounted."""
 from __future__ import annotations
 
 import io
 import time
 
+import embedclient
 import pytest
 
-from tritonops import images, settings, smoke
+from tritonops import images, models, settings, smoke
 from tritonops.server import free_port
 
 pytestmark = pytest.mark.docker
@@ -37,6 +39,11 @@ def test_baked_image_serves_without_a_mount(baked, docker_client):
             assert time.monotonic() < deadline, container.logs(tail=30).decode()
             time.sleep(1)
         smoke.run(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", out=io.StringIO())
+        assert embedclient.problems(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}") == []
+        for manifest in models.manifests(settings.MODEL_REPOSITORY):  # the MiniLM files, as pinned
+            folder = f"/models/{manifest.parent.relative_to(settings.MODEL_REPOSITORY)}"
+            checked = container.exec_run(["sh", "-c", f"cd {folder} && sha256sum --check --strict {manifest.name}"])
+            assert checked.exit_code == 0, checked.output.decode()
         listing = container.exec_run(["sh", "-c", "find /models -name __pycache__ | wc -l"]).output.strip()
         assert listing == b"0"
     finally:

@@ -1,6 +1,7 @@
 """The compose stack, for real: the CPU image and the gateway from images/, compose/compose.yaml
-unmodified, the seed's request through the gateway's published 127.0.0.1 ports, the chunked-body
-drill, Prometheus, hardening, restart, down.
+unmodified, model_repository mounted as `make up` mounts it, the seed's request and embed's sentences
+through the gateway's published 127.0.0.1 ports, the chunked-body drill, Prometheus, hardening,
+restart, down.
 
 Tests run in file order against one stack; the last one takes it down.
 """
@@ -14,7 +15,10 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from datetime import datetime
+from pathlib import Path
 
+import embedclient
 import hostile
 import pytest
 
@@ -25,8 +29,11 @@ from tritonops.server import check_port_free
 from stacks import wait_for
 
 pytestmark = pytest.mark.docker
+STACK_SERVES_EMBED = True  # conftest's stack: model_repository as `make up` mounts it, linear and embed
 
 DASHBOARD = COMPOSE_DIR / "grafana" / "dashboards" / "triton.json"
+# Triton's log: "I1128 04:04:08.151059 9 model_lifecycle.cc:472] "loading: encoder:1"" and "successfully loaded 'encoder'".
+LOG_TIME = re.compile(r"^[IWE](\d{4} \d\d:\d\d:\d\d\.\d+) +\d+ (\S+)\] (.*)$", re.M)
 
 
 def urls(stack) -> tuple[str, str, str]:
@@ -81,6 +88,31 @@ def test_seed_request_over_published_http_and_grpc(stack):
     out = io.StringIO()
     smoke.run(http_url, grpc_url, out=out)  # raises SmokeFailure naming the path and the mismatch
     assert out.getvalue().count("ok ") == 3, out.getvalue()
+
+
+def load_times(log: str) -> dict[str, float]:
+    """Seconds from tritonserver's first log line to each model's "successfully loaded" line."""
+    lines = [(datetime.strptime(m.group(1), "%m%d %H:%M:%S.%f"), m.group(3)) for m in LOG_TIME.finditer(log)]
+    assert lines, f"no Triton log lines in: {log[:500]!r}"
+    start = lines[0][0]
+    return {m.group(1): round((t - start).total_seconds(), 1)
+            for t, text in lines if (m := re.search(r"successfully loaded '(\w+)'", text))}
+
+
+def test_embed_and_linear_side_by_side_through_the_gateway(stack, docker_client):
+    """`make up` serves both models of model_repository: embed's fixed sentences (different lengths,
+    scripts, emoji) through the gateway's published HTTP and gRPC ports, each answer within cosine
+    0.9999 of the in-process reference, and linear's seed request on the same ports. The gateway
+    passes /v2/models/embed/... inference (it refuses management paths only) and its health check
+    stays on linear. Prints how long the container took to load each model (Triton's log)."""
+    http_url, grpc_url, _ = urls(stack)
+    assert embedclient.problems(http_url, grpc_url) == []
+    smoke.run(http_url, grpc_url, out=io.StringIO())
+    config = Path(stack.env["GATEWAY_CONFIG"]).read_text()
+    assert f"uri /v2/models/{settings.MODEL_NAME}/infer " in config and "/v2/models/embed" not in config
+    loaded = load_times(triton_container(stack, docker_client).logs().decode())
+    assert {"linear", "tokenizer", "encoder", "embed"} <= set(loaded), loaded
+    print(f"\nmodels loaded in the container, s after tritonserver's first log line: {loaded}", file=sys.stderr)
 
 
 def test_metrics_published_and_counting(stack):

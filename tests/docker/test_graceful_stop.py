@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import re
-import shutil
 import sys
 import threading
 import time
@@ -24,7 +23,7 @@ import yaml
 from tritonops import compose, gateway, settings
 from tritonops.images import IMAGES
 
-from stacks import start_stack
+from stacks import linear_only_copy, start_stack
 
 EXIT_TIMEOUT = int(settings.get("TRITON_EXIT_TIMEOUT_SECS"))
 SLOW_S = 15  # longer than Docker's default stop timeout (10 s), shorter than the exit timeout
@@ -75,8 +74,7 @@ def test_the_image_passes_the_exit_timeout_and_compose_waits_longer(tmp_path):
 def test_stop_waits_for_a_slow_request_and_triton_exits_cleanly(built_images, docker_client, tmp_path):
     """`docker stop` during a 15 s request: the request is answered, Triton logs its exit timeout and
     exits 0 by itself (137 = SIGKILLed), and the container's StopTimeout is the grace period."""
-    repository = tmp_path / "model_repository"
-    shutil.copytree(settings.MODEL_REPOSITORY, repository, ignore=shutil.ignore_patterns("__pycache__"))
+    repository = linear_only_copy(tmp_path / "model_repository")  # linear (the liveness check's) and slow
     (repository / "slow" / "1").mkdir(parents=True)
     (repository / "slow" / "config.pbtxt").write_text(SLOW_CONFIG)
     (repository / "slow" / "1" / "model.py").write_text(SLOW_MODEL)
