@@ -2,8 +2,10 @@
 
 The CPU image and the gateway's travel as `docker save` tarballs (the air-gapped path); the GPU
 roles take their skip path (no NVIDIA device in the guest); Docker, the gateway and Triton are
-installed and run for real. Then: the seed request is answered through the guest's address (the
-gateway's published ports), a deploy onto a full /opt/tritonops stops with the figures, and the crash
+installed and run for real. Then: the seed request and the embed model's sentences are answered through
+the guest's address (the gateway's published ports), the release carries the MiniLM files `make models`
+extracted (listed in its SHA256SUMS, which its id hashes), a deploy onto a full /opt/tritonops stops
+with the figures, and the crash
 drills: a deploy SIGKILLed at the two points where the links and the running container disagree, each
 followed by the next deploy (under a steady client: the single-host swap's lost requests) and a
 rollback to the old release and its old image; testinfra's host checks pass after that rollback, pruning
@@ -28,7 +30,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tritonops import contract, settings, smoke
+from tritonops import contract, embedding, models, settings, smoke
+import embedclient
 import testhost as th
 
 from ci_policy import skip_or_fail
@@ -127,12 +130,39 @@ def test_seed_request_answered_through_the_guest_address(deployed):
     smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
 
 
+def test_embed_answered_beside_linear_through_the_guest_address(deployed):
+    """The deployed host serves the whole repository: embed's fixed sentences through the gateway's
+    published HTTP and gRPC ports, each answer within cosine 0.9999 of the controller's in-process
+    reference, and linear's seed request beside it."""
+    assert embedclient.problems(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}") == []
+    smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+
+
+def test_release_ships_the_minilm_files_and_its_id_covers_them(deployed):
+    """The files git does not carry travel with the release: its SHA256SUMS, the manifest the role
+    hashes into the release id and checks the shipped files against, lists every file of the checked-in
+    model manifests (the tokenizer's and encoder's MiniLM files, model.safetensors included) with the
+    pinned sha256, and the host's copies match it. A different MiniLM file is a different id."""
+    release = release_of(deployed)
+    repo = deployed.model_repository
+    wanted = {f"{e.sha256}  {e.path.relative_to(repo)}" for m in models.manifests(repo) for e in models.read_manifest(m)}
+    assert any(line.endswith(f"{embedding.ENCODER}/{embedding.VERSION}/minilm/model.safetensors") for line in wanted), wanted
+    shipped = set(deployed.ssh(f"cat {release}/SHA256SUMS").stdout.splitlines())
+    assert wanted <= shipped, f"missing from {release}/SHA256SUMS: {sorted(wanted - shipped)}"
+    deployed.ssh(f"cd {release}/model_repository && sha256sum --check --strict --quiet ../SHA256SUMS")
+
+
 @contextlib.contextmanager
-def full_filesystem(host: th.TestHost, workdir: Path, target: str = "/opt/tritonops", size_mib: int = 64):
+def full_filesystem(host: th.TestHost, workdir: Path, target: str = "/opt/tritonops", room_mib: int = 64):
     """Mount a small ext4 filesystem over `target` in the guest (a loop device on the controller, mounted
     in the guest's mount namespace with nsenter): a copy of what is there, the image tarballs left out,
-    and a filler file that leaves it full. Running containers keep the files they mounted before."""
+    and a filler file that leaves it full. Running containers keep the files they mounted before.
+    Its size: what the copy needs (a release carries the ~90 MB MiniLM files) plus room_mib."""
     image, staging = workdir / "full.img", workdir / "staging"
+    source = host.root / target.lstrip("/")
+    used = subprocess.run(["du", "-s", "--block-size=1M", f"--exclude={source}/images", str(source)],
+                          check=True, capture_output=True, text=True).stdout.split()[0]
+    size_mib = int(used) + room_mib
     subprocess.run(["truncate", "-s", f"{size_mib}M", str(image)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
     loop = subprocess.run(["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True).stdout.strip()
@@ -141,7 +171,6 @@ def full_filesystem(host: th.TestHost, workdir: Path, target: str = "/opt/triton
         staging.mkdir()
         subprocess.run(["mount", loop, str(staging)], check=True)
         try:
-            source = host.root / target.lstrip("/")
             subprocess.run(["rsync", "-a", "--exclude=/images/*", f"{source}/", f"{staging}/"], check=True)
             subprocess.run(["dd", "if=/dev/zero", f"of={staging}/filler", "bs=1M", "status=none"], check=False)
         finally:

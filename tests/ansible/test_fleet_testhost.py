@@ -32,7 +32,7 @@ import testhost as th
 
 import hostile
 from ci_policy import skip_or_fail
-from deployhelpers import copy_repository_from, folded, image_tarballs
+from deployhelpers import copy_repository_from, folded, image_tarballs, linear_only_snapshot
 from gatewaystats import StateSampler, server_states
 from playbook_runner import LOGS, PlayResult, ansible_playbook
 
@@ -83,7 +83,8 @@ def fleet(tmp_path_factory):
         skip_or_fail(f"missing tools for the test hosts: {', '.join(missing)}")
     tarballs = image_tarballs()
     work = tmp_path_factory.mktemp("fleet")
-    snapshot = copy_repository_from(settings.MODEL_REPOSITORY, work / "model_repository")
+    # Linear only: the drills are about rolling deploys and health (test_deploy_testhost.py ships embed).
+    snapshot = linear_only_snapshot(work / "model_repository")
     started = time.monotonic()
     specs = [(name, a4, a6) for name, (a4, a6) in GPU.items()] + [GATEWAY]
     with th.TestHost.many([th.TestHost(name=name, address=a4, address6=a6) for name, a4, a6 in specs]) as guests:
