@@ -21,6 +21,7 @@ DATATYPE = "BYTES"
 DIM = 384
 TOKENIZER, ENCODER = "tokenizer", "encoder"
 MIN_COSINE = 0.9999
+MAX_NORM_ERROR = 1e-3  # |norm - 1| of each row: the encoder L2-normalises
 
 # Fixed sentences of different lengths, scripts and punctuation (the accuracy tests, Locust, bench).
 SENTENCES = (
@@ -40,21 +41,23 @@ PARAPHRASE = ("A man is eating food.", "A man is eating a piece of bread.")
 UNRELATED = ("A man is eating food.", "The girl is carrying a baby.")
 
 
-def _files(model: str, repository: Path) -> Path:
+def _parameter(model: str, key: str, repository: Path) -> str:
+    """A parameter of a step's config.pbtxt (the one place it is set), parsed into Triton's ModelConfig."""
     from google.protobuf import text_format
     from tritonclient.grpc import model_config_pb2 as mc
 
     config = text_format.Parse((repository / model / "config.pbtxt").read_text(), mc.ModelConfig())
-    return repository / model / VERSION / config.parameters["files"].string_value
+    return config.parameters[key].string_value
+
+
+def _files(model: str, repository: Path) -> Path:
+    """The folder of a step's version directory that `make models` fills (its `files` parameter)."""
+    return repository / model / VERSION / _parameter(model, "files", repository)
 
 
 def max_tokens(repository: Path = settings.MODEL_REPOSITORY) -> int:
-    """The tokenizer's truncation length, read from its config.pbtxt (the one place it is set)."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    config = text_format.Parse((repository / TOKENIZER / "config.pbtxt").read_text(), mc.ModelConfig())
-    return int(config.parameters["max_tokens"].string_value)
+    """The tokenizer's truncation length (its `max_tokens` parameter)."""
+    return int(_parameter(TOKENIZER, "max_tokens", repository))
 
 
 @functools.cache
@@ -126,14 +129,18 @@ def check_output(texts, got: np.ndarray | None, want: np.ndarray | None = None) 
     worst = int(np.argmin(np.nan_to_num(sims, nan=-2.0)))
     if not sims[worst] >= MIN_COSINE:
         return f"output '{OUTPUT}' row {worst} ({texts[worst]!r:.60}) has cosine {sims[worst]:.6f} to the reference, below {MIN_COSINE}"
+    # Cosine is blind to scale: each row must also be the unit vector the config promises (clients
+    # compare embeddings by dot product).
+    error = np.abs(np.linalg.norm(got.astype(np.float64), axis=1) - 1)
+    worst = int(np.argmax(np.nan_to_num(error, nan=np.inf)))
+    if not error[worst] <= MAX_NORM_ERROR:
+        return (f"output '{OUTPUT}' is not L2-normalised: row {worst} ({texts[worst]!r:.60}) has norm "
+                f"{np.linalg.norm(got[worst]):.6f}, expected 1 within {MAX_NORM_ERROR}")
     return None
 
 
 # --- Locust's request path: requests encoded once, answers checked against references computed once ---
-# The same verdict and message as check_output (shape, dtype, cosine per row), from the response bytes
-# and a reference computed at start; then one rule check_output leaves out, because cosine cannot see
-# it: each row is a unit vector, as the config promises (clients compare embeddings by dot product).
-MAX_NORM_ERROR = 1e-3
+# check_output's verdict and message, from the response bytes and a reference computed at start.
 
 
 def http_body(texts, binary: bool = False) -> tuple[bytes, dict[str, str]]:
@@ -150,19 +157,6 @@ def http_body(texts, binary: bool = False) -> tuple[bytes, dict[str, str]]:
     return body, {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(json_size)}
 
 
-def check_embeddings(texts, got: np.ndarray | None, want: np.ndarray) -> str | None:
-    """check_output against a reference computed earlier, then the unit-norm rule."""
-    problem = check_output(texts, got, want)
-    if problem:
-        return problem
-    error = np.abs(np.linalg.norm(got.astype(np.float64), axis=1) - 1)
-    worst = int(np.argmax(np.nan_to_num(error, nan=np.inf)))
-    if not error[worst] <= MAX_NORM_ERROR:
-        return (f"output '{OUTPUT}' is not L2-normalised: row {worst} ({texts[worst]!r:.60}) has norm "
-                f"{np.linalg.norm(got[worst]):.6f}, expected 1 within {MAX_NORM_ERROR}")
-    return None
-
-
 def _array(values, shape, datatype: str) -> np.ndarray:
     from tritonclient.utils import triton_to_np_dtype
 
@@ -177,17 +171,17 @@ def _array(values, shape, datatype: str) -> np.ndarray:
 
 
 def check_json_answer(body: bytes, texts, want: np.ndarray) -> str | None:
-    """check_embeddings for a KServe v2 JSON response body; raises if it is no such body."""
+    """check_output for a KServe v2 JSON response body; raises if it is no such body."""
     import json
 
     for out in json.loads(body)["outputs"]:
         if out["name"] == OUTPUT:
-            return check_embeddings(texts, _array(out["data"], out["shape"], out["datatype"]), want)
-    return check_embeddings(texts, None, want)
+            return check_output(texts, _array(out["data"], out["shape"], out["datatype"]), want)
+    return check_output(texts, None, want)
 
 
 def check_binary_answer(body: bytes, header_length: int | None, texts, want: np.ndarray) -> str | None:
-    """check_embeddings for a response of the binary tensor extension (JSON header, then the tensors' bytes)."""
+    """check_output for a response of the binary tensor extension (JSON header, then the tensors' bytes)."""
     import json
 
     if header_length is None:
@@ -197,10 +191,10 @@ def check_binary_answer(body: bytes, header_length: int | None, texts, want: np.
         size = out.get("parameters", {}).get("binary_data_size")
         if out["name"] == OUTPUT:
             if size is None:
-                return check_embeddings(texts, _array(out["data"], out["shape"], out["datatype"]), want)
+                return check_output(texts, _array(out["data"], out["shape"], out["datatype"]), want)
             raw = body[offset:offset + size]
             if len(raw) != size:
                 raise ValueError(f"output '{OUTPUT}': {len(raw)} bytes, expected {size}")
-            return check_embeddings(texts, _array(raw, out["shape"], out["datatype"]), want)
+            return check_output(texts, _array(raw, out["shape"], out["datatype"]), want)
         offset += size or 0
-    return check_embeddings(texts, None, want)
+    return check_output(texts, None, want)
