@@ -1,7 +1,8 @@
 """What the Locust files (linear.py, embed.py) share: SIGINT through gevent's hub, the HTTP client,
-and a prepared request POSTed, its answer checked and the outcome reported as Locust's request event.
+a prepared request POSTed, its answer checked and the outcome reported as Locust's request event, and
+the HTTP user's start and stop around a pool of prepared requests.
 
-Importing this module takes SIGINT (see below); it defines no User, so Locust runs none of it.
+Importing this module takes SIGINT (see below); its one User is abstract, so Locust runs none of it.
 """
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ import signal
 import time
 from urllib.parse import urlsplit
 
+import itertools
+import random
+
 import gevent
 from geventhttpclient import HTTPClient
+from locust import User
 # Importing the gate installs its event hooks (its arguments, thresholds, verdict and pacing).
 from slo_gate import WrongAnswer
 
@@ -81,3 +86,27 @@ def post_checked(user, path: str, request: tuple[bytes, dict], check, short) -> 
         error = exc
     user.fire(request_type="POST", name=user.name, response_time=elapsed_ms, response_length=len(body),
               exception=error, context={})
+
+
+class PreparedHttpUser(User):
+    """A user that POSTs prepared requests from a pool: `model` names it, `prepare(host, opts)` returns
+    the pool (built once per process), the subclass's task sends them with post_checked. Each user starts
+    at a random place in the pool, on its own keep-alive connection."""
+
+    abstract = True
+    model = ""
+
+    @staticmethod
+    def prepare(host: str, opts) -> list:
+        raise NotImplementedError
+
+    def on_start(self):
+        self.binary = self.environment.parsed_options.binary
+        self.name = f"{self.model} [{'binary' if self.binary else 'json'}]"
+        pool = self.prepare(self.host, self.environment.parsed_options)
+        self.requests = itertools.islice(itertools.cycle(pool), random.randrange(len(pool)), None)
+        self.client = http_client(self.host)
+        self.fire = self.environment.events.request.fire
+
+    def on_stop(self):
+        self.client.close()

@@ -18,7 +18,6 @@ server counters of `embed` and the average batch its encoder step formed.
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import logging
 import random
@@ -27,8 +26,8 @@ import urllib.request
 import numpy as np
 # common: SIGINT through gevent's hub, the HTTP request path; it imports the gate, which installs its
 # event hooks (its arguments, thresholds, verdict and pacing).
-from common import http_client, post_checked, settle_clock
-from locust import User, events, task
+from common import PreparedHttpUser, post_checked, settle_clock
+from locust import events, task
 from locust.runners import MasterRunner
 
 import slo_gate
@@ -105,26 +104,16 @@ def _short(problem: str) -> str:
     return "wrong answer: " + problem.split(": row ")[0]
 
 
-class EmbedHttpUser(User):
+class EmbedHttpUser(PreparedHttpUser):
     """POST /v2/models/embed/versions/1/infer with prepared batches of sentences; every answer checked
     against the references computed at start (tritonops.embedding's rules and messages)."""
 
+    model = embedding.MODEL
     path = f"/v2/models/{embedding.MODEL}/versions/{embedding.VERSION}/infer"
 
     @staticmethod
     def prepare(host: str, opts) -> list:
         return _pool(opts.binary, _batch_sizes(host, opts.batch_size))
-
-    def on_start(self):
-        self.binary = self.environment.parsed_options.binary
-        self.name = f"{embedding.MODEL} [{'binary' if self.binary else 'json'}]"
-        pool = self.prepare(self.host, self.environment.parsed_options)
-        self.requests = itertools.islice(itertools.cycle(pool), random.randrange(len(pool)), None)
-        self.client = http_client(self.host)
-        self.fire = self.environment.events.request.fire
-
-    def on_stop(self):
-        self.client.close()
 
     @task
     def infer(self):

@@ -42,7 +42,7 @@ from locust.runners import MasterRunner, WorkerRunner  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 # common: SIGINT through gevent's hub, the HTTP request path; it imports the gate, which installs its
 # event hooks (its arguments, thresholds, verdict and pacing).
-from common import http_client, post_checked, settle_clock, verdict  # noqa: E402
+from common import PreparedHttpUser, post_checked, settle_clock, verdict  # noqa: E402
 
 from tritonops import contract, settings  # noqa: E402
 
@@ -162,10 +162,11 @@ def _pool(protocol: str, sizes: tuple[int, ...]) -> list[tuple[object, contract.
     return pool
 
 
-class LinearHttpUser(User):
+class LinearHttpUser(PreparedHttpUser):
     """POST /v2/models/linear/versions/1/infer with prepared requests; every answer checked against the
     torch reference computed at start (tritonops.contract's rules and messages)."""
 
+    model = contract.MODEL
     path = f"/v2/models/{contract.MODEL}/versions/{contract.VERSION}/infer"
 
     @staticmethod
@@ -173,17 +174,6 @@ class LinearHttpUser(User):
         url = urlsplit(host)
         sizes = _batch_sizes(opts, url.scheme or "http", url.netloc or url.path)
         return _pool("binary" if opts.binary else "json", sizes)
-
-    def on_start(self):
-        self.binary = self.environment.parsed_options.binary
-        self.name = f"{contract.MODEL} [{'binary' if self.binary else 'json'}]"
-        pool = self.prepare(self.host, self.environment.parsed_options)
-        self.requests = itertools.islice(itertools.cycle(pool), random.randrange(len(pool)), None)
-        self.client = http_client(self.host)
-        self.fire = self.environment.events.request.fire
-
-    def on_stop(self):
-        self.client.close()
 
     @task
     def infer(self):
