@@ -226,7 +226,7 @@ def markdown(rows: list[Row], checks, header: str) -> str:
 
 def plot(rows: list[Row], path: Path, title: str) -> None:
     fig, (left, right) = plots.figure(1, 2, figsize=(11, 4.2))
-    for model in MODELS:
+    for model in (*MODELS, bench_embed.SHIPPED, bench_embed.UNBATCHED):  # embed's infer/s are sentences/s
         pts = sorted((r for r in rows if r.model == model and r.tool == "perf_analyzer"), key=lambda r: r.concurrency)
         if pts:
             xs = [p.concurrency for p in pts]
@@ -314,9 +314,11 @@ def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: st
     checks = targets(rows, target_c) + bench_embed.targets(embedded)
     header = (f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {machine()}. "
               f"perf_analyzer {settings.get('CPU_TRITON_VERSION')} over HTTP (binary tensors, batch 1, "
-              f"count windows of ~{opts.measurement_ms} ms, stable within {opts.stability_pct:g}%); Locust: loadtests/linear.py, {target_c} users, "
-              f"--batch-size 1, JSON, binary and gRPC, each measured over a {locust_duration or '(not run)'} window after "
-              f"warm-up (client CPU: Locust's process tree / requests the server answered in it). Load average (1 min) "
+              f"count windows of ~{opts.measurement_ms} ms, stable within {opts.stability_pct:g}%); "
+              + (f"Locust: loadtests/linear.py, {target_c} users, --batch-size 1, JSON, binary and gRPC, each measured "
+                 f"over a {locust_duration} window after warm-up (client CPU: Locust's process tree / requests the "
+                 f"server answered in it). " if locust_duration and "linear" in models else "Locust: not run. ")
+              + f"Load average (1 min) "
               f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; run took {time.time() - started:.0f} s.")
     text = markdown(rows, checks, header)
     if embedded:
@@ -332,7 +334,7 @@ def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: st
     if sweep and sweep.points:
         bench_sweep.plot(sweep, out / "bench-sweep.png", f"{contract.MODEL}: latency against offered load, "
                                                           f"{time.strftime('%Y-%m-%d', time.gmtime(started))}")
-    plot(rows, out / "bench.png", f"{contract.MODEL}: Triton {settings.get('CPU_TRITON_VERSION')} Python backend on "
+    plot(rows, out / "bench.png", f"Triton {settings.get('CPU_TRITON_VERSION')} Python backend on "
                                   f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d', time.gmtime(started))}")
     return text, checks
 
