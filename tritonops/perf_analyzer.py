@@ -222,19 +222,19 @@ def _sweep(url: str, model: str, levels: list[tuple[int, list[str]]], csv_path: 
     for level, level_args in levels:
         part = csv_path.with_name(f"{csv_path.stem}.l{level}{csv_path.suffix}")
         count = _window_requests(level if rates else best, opts)
-        cmd = [str(binary), "-m", model, "-u", url, "-i", "http", "-b", "1", *level_args,
-               *(["--async", "--max-threads", str(opts.async_threads)] if opts.asynchronous and not rates else []),
-               "--measurement-mode", "count_windows", "--measurement-request-count", str(count),
-               "--max-trials", str(opts.max_trials),
-               # a shared 2-core box rarely holds the default 10% between windows
-               "--stability-percentage", f"{opts.stability_pct:g}", "-f", str(part)]
-        shown = " ".join(cmd + [f"-H {name}:***" for name in (headers or {})])
-        cmd += [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}:{value}")]
         # It hangs now and then after its first pass (client memory growing, the server idle with
         # nothing pending). Bound each try (windows twice as long as planned, plus perf_analyzer's
         # warm-up) and make several.
         limit = (2 * opts.measurement_ms / 1000 + 1) * (opts.max_trials + 2) + 20
         for attempt in range(1, opts.tries + 1):
+            cmd = [str(binary), "-m", model, "-u", url, "-i", "http", "-b", "1", *level_args,
+                   *(["--async", "--max-threads", str(opts.async_threads)] if opts.asynchronous and not rates else []),
+                   "--measurement-mode", "count_windows", "--measurement-request-count", str(count),
+                   "--max-trials", str(opts.max_trials), "-v",  # -v: each pass in the log, to see a slow one
+                   # a shared 2-core box rarely holds the default 10% between windows
+                   "--stability-percentage", f"{opts.stability_pct:g}", "-f", str(part)]
+            shown = " ".join(cmd + [f"-H {name}:***" for name in (headers or {})])
+            cmd += [arg for name, value in (headers or {}).items() for arg in ("-H", f"{name}:{value}")]
             before = batch_probe() if batch_probe else None
             try:
                 done = subprocess.run(cmd, env=environment(), capture_output=True, text=True, timeout=limit)
@@ -242,6 +242,9 @@ def _sweep(url: str, model: str, levels: list[tuple[int, list[str]]], csv_path: 
             except subprocess.TimeoutExpired as exc:
                 done, output = None, f"(killed after {limit:.0f} s) " + "".join(
                     o.decode() if isinstance(o, bytes) else (o or "") for o in (exc.stdout, exc.stderr))
+                # windows sized from a lower level's rate outlast the limit where this level is slower
+                # (embed without batching at c=16 on a loaded box: 3 tries of 92 s): halve them
+                count = max(opts.min_window_requests, count // 2)
             if opts.log_path:
                 with open(opts.log_path, "a") as log:
                     log.write(f"$ {shown}\n(try {attempt} of {opts.tries}) {output}\n")
