@@ -124,6 +124,13 @@ def test_metadata_and_config_are_the_contract(http):
     assert embedding.max_tokens() == 256
 
 
+def test_encoder_runs_the_intra_op_threads_its_config_names(triton, http):
+    """config.pbtxt's intra_op_threads (1) reaches torch: torch's default here would be one per core."""
+    status, config = http.get_json(f"/v2/models/{embedding.ENCODER}/config")
+    assert status == 200 and config["parameters"]["intra_op_threads"]["string_value"] == "1", config.get("parameters")
+    assert re.search(r"encoder: loaded \S+ on cpu, 1 intra-op thread\(s\)", triton.log_path.read_text())
+
+
 def test_readme_curl_example_answers_what_the_readme_says(http):
     """The README's curl body, sent as it is written there."""
     section = (settings.ROOT / "README.md").read_text().split("## The embed model", 1)[1].split("\n## ", 1)[0]

@@ -38,6 +38,13 @@ def test_shipped_repository_is_valid():
     assert problems(settings.MODEL_REPOSITORY) == []
 
 
+@pytest.mark.parametrize("value", ["0", "two", "", "-1"])
+def test_intra_op_threads_must_be_a_positive_integer(repo, value):
+    cfg = edit_config(repo, 'key: "intra_op_threads"\n  value: { string_value: "1" }',
+                      f'key: "intra_op_threads"\n  value: {{ string_value: "{value}" }}', model="encoder")
+    assert problems(repo) == [f"{cfg}: parameters[intra_op_threads]: {value!r} is not an integer >= 1"]
+
+
 def test_cli_exit_codes(repo):
     ok = subprocess.run([sys.executable, "-m", "tritonops.cli", "validate", str(repo)], capture_output=True, text=True)
     assert ok.returncode == 0 and "valid (embed, encoder, linear, tokenizer)" in ok.stdout

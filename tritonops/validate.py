@@ -35,6 +35,7 @@ PLATFORM_BACKEND = {
     "ensemble": "ensemble",
 }
 WEIGHT_SUFFIXES = {".bin", ".pt", ".pth"}
+THREADS_PARAM = "intra_op_threads"  # a Python model's torch intra-op threads
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,10 @@ def validate_model(model_dir: Path) -> list[Problem]:
     problems += _check_tensors(cfg_path, "output", config.output)
     problems += _check_batching(cfg_path, config)
     problems += _check_version_dirs(model_dir, cfg_path, config)
+    if THREADS_PARAM in config.parameters:  # read by the encoder's model.py (torch.set_num_threads)
+        threads = config.parameters[THREADS_PARAM].string_value
+        if not threads.isdigit() or int(threads) < 1:
+            problems.append(Problem(cfg_path, f"parameters[{THREADS_PARAM}]", f"{threads!r} is not an integer >= 1"))
     return problems
 
 

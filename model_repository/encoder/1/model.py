@@ -33,13 +33,17 @@ class TritonPythonModel:
         path = os.path.join(args["model_repository"], args["model_version"], params["files"])
         self.ids_name, self.mask_name = (tensor["name"] for tensor in config["input"])
         self.output_name = config["output"][0]["name"]
+        threads = params.get("intra_op_threads", "1")
+        if not threads.isdigit() or int(threads) < 1:
+            raise ValueError(f"{config['name']}/config.pbtxt: parameter intra_op_threads must be an integer >= 1, got {threads!r}")
+        torch.set_num_threads(int(threads))  # why: config.pbtxt
         use_gpu = args["model_instance_kind"] == "GPU" and torch.cuda.is_available()
         self.device = torch.device(f"cuda:{args['model_instance_device_id']}" if use_gpu else "cpu")
         # safetensors only: a pickled checkpoint is never read, even if one appears beside it.
         self.model = AutoModel.from_pretrained(path, local_files_only=True, use_safetensors=True).to(self.device).eval()
         self.vocab_size = self.model.config.vocab_size
         self.max_positions = self.model.config.max_position_embeddings
-        pb_utils.Logger.log_info(f"encoder: loaded {path} on {self.device}")
+        pb_utils.Logger.log_info(f"encoder: loaded {path} on {self.device}, {torch.get_num_threads()} intra-op thread(s)")
 
     def _inputs(self, request):
         from torch.utils.dlpack import from_dlpack
