@@ -12,8 +12,14 @@ import pytest
 IN_CI = os.environ.get("CI") == "true"
 
 
-def skip_or_fail(reason: str) -> None:
+def tagged(reason: str, need: str | None) -> str:
+    """The reason as the run's closing summary groups it (tests/needs.py names each need)."""
+    return f"[needs {need}] {reason}" if need else reason
+
+
+def skip_or_fail(reason: str, need: str | None = None) -> None:
     """Skip where an engine/host cannot run here; in CI a skip would hide a missing install step."""
+    reason = tagged(reason, need)
     if IN_CI:
         pytest.fail(f"CI=true but: {reason}")
     pytest.skip(reason)

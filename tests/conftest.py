@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -11,7 +12,51 @@ import pytest
 from tritonops import settings
 from tritonops.server import LocalServer, free_port
 
+from needs import NEEDS, require
 from repos import linear_only  # noqa: F401  (a helper for the suites; importable from here too)
+
+NEED_TAG = re.compile(r"\[needs (\w+)\] (.*)", re.S)
+
+
+def pytest_configure(config):
+    for need in NEEDS.values():
+        config.addinivalue_line("markers", f"{need.marker}: needs {need.what} (skips without it; fails under CI=true)")
+
+
+def pytest_collection_modifyitems(items):
+    """A test that needs an engine or a test host gets that need's time limit (session fixtures boot inside it)."""
+    for item in items:
+        limits = [NEEDS[m].timeout_s for m in NEEDS if item.get_closest_marker(m)]
+        if limits and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(max(limits)))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    for marker in NEEDS:
+        if item.get_closest_marker(marker):
+            require(marker)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The skips grouped by what they need, each with the command that enables it: what to run next."""
+    groups: dict[str, list[str]] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        tagged = NEED_TAG.match(reason.removeprefix("Skipped: "))
+        marker, why = (tagged.group(1), tagged.group(2)) if tagged else ("other", reason.removeprefix("Skipped: "))
+        groups.setdefault(marker, []).append(why)
+    if not groups:
+        return
+    write = terminalreporter.write_line
+    terminalreporter.write_sep("=", f"left out: {sum(map(len, groups.values()))} skipped, by what they need")
+    for marker, reasons in sorted(groups.items(), key=lambda kv: -len(kv[1])):
+        need = NEEDS.get(marker)
+        if need is None:
+            write(f"{len(reasons):4} other: " + "; ".join(f"{why} (x{reasons.count(why)})" for why in dict.fromkeys(reasons)))
+            continue
+        write(f"{len(reasons):4} need {need.what}: {max(set(reasons), key=reasons.count)}")
+        write(f"       enable: {need.enable}  (takes {need.cost})")
 
 def start_server(repository: Path, log_path: Path, **kwargs) -> LocalServer:
     server = LocalServer(repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),

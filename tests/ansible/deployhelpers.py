@@ -31,7 +31,7 @@ def image_tarballs() -> dict[str, Path]:
         if all(f.exists() for files in saved.values() for f in files) and not os.environ.get("CI"):
             print(f"\nno Docker engine ({exc}): deploying the tarballs saved earlier, {list(tarballs.values())}")
             return tarballs
-        skip_or_fail(f"no Docker engine on the controller to save the images from: {exc}")
+        skip_or_fail(f"no Docker engine on the controller to save the images from: {exc}", need="docker")
     if not images.image_exists(flavour.image):
         images.build_image(flavour)
     if not images.image_exists(images.gateway_image()):

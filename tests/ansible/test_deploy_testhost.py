@@ -34,7 +34,6 @@ from tritonops import contract, embedding, models, settings, smoke
 import embedclient
 import testhost as th
 
-from ci_policy import skip_or_fail
 from deployhelpers import copy_repository_from, folded, image_tarballs
 from playbook_runner import LOGS, PlayResult, ansible_playbook, ansible_playbook_killed_at
 import portprobe
@@ -51,10 +50,6 @@ FIREWALLED = [(address, port) for address in (th.GUEST_ADDR, th.GUEST_ADDR6)
 
 @pytest.fixture(scope="module")
 def guest(tmp_path_factory):
-    if os.geteuid() != 0:
-        skip_or_fail("the nspawn test host needs root")
-    if missing := th.missing_tools():
-        skip_or_fail(f"missing tools for the test host: {', '.join(missing)}")
     tarballs = image_tarballs()
     started = time.monotonic()
     # A snapshot: every play ships the same repository even if the working tree changes meanwhile.

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from tritonops import contract, loadgate, settings, smoke
 import testhost as th
 
 import hostile
-from ci_policy import skip_or_fail
 from deployhelpers import copy_repository_from, folded, image_tarballs, linear_only_snapshot
 from gatewaystats import StateSampler, server_states
 from playbook_runner import LOGS, PlayResult, ansible_playbook
@@ -77,10 +75,6 @@ def write_inventory(path: Path, hosts: dict[str, th.TestHost], gpu: list[str], h
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory):
-    if os.geteuid() != 0:
-        skip_or_fail("the nspawn test hosts need root")
-    if missing := th.missing_tools():
-        skip_or_fail(f"missing tools for the test hosts: {', '.join(missing)}")
     tarballs = image_tarballs()
     work = tmp_path_factory.mktemp("fleet")
     # Linear only: the drills are about rolling deploys and health (test_deploy_testhost.py ships embed).

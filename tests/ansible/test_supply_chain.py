@@ -8,8 +8,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -24,17 +22,13 @@ import yaml
 from tritonops import images
 
 from ci_policy import skip_or_fail
+from needs import require
 from playbook_runner import ANSIBLE_DIR, LOGS, PlayResult, ansible_playbook
 
 # The vendors' published primary key fingerprints (README: Security, Supply chain).
+pytestmark = pytest.mark.root  # the roles write root-owned files
 DOCKER_KEY = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"  # docker/docs engine/install/debian.md
 NVIDIA_KEY = "C95B321B61E88C1809C4F759DDCAE044F796ECB0"  # NVIDIA/nvidia-container-toolkit issue 1460
-
-
-@pytest.fixture(scope="module", autouse=True)
-def needs_root():
-    if os.geteuid() != 0:
-        skip_or_fail("the roles write root-owned files: run as root")
 
 
 def run_tasks(tmp_path: Path, name: str, task: dict, variables: dict, *extra: str) -> PlayResult:
@@ -54,8 +48,7 @@ def run_tasks(tmp_path: Path, name: str, task: dict, variables: dict, *extra: st
 def keys(tmp_path_factory) -> dict[str, str]:
     """Two throwaway keys, "right" and "other", exported (armored) into a folder served over HTTP;
     "both.asc" holds the two together. Returns {name: fingerprint} plus "url" (the folder)."""
-    if not shutil.which("gpg"):
-        skip_or_fail("gpg is not installed")
+    require("gpg")
     home, served = tmp_path_factory.mktemp("gnupg"), tmp_path_factory.mktemp("served")
     home.chmod(0o700)
     gpg = ["gpg", "--batch", "--no-tty", "--homedir", str(home)]
@@ -166,7 +159,7 @@ def saved_image(tmp_path):
         client = docker.from_env()
         client.ping()
     except Exception as exc:  # noqa: BLE001 - any failure means: no engine here
-        skip_or_fail(f"no Docker engine: {exc}")
+        skip_or_fail(f"no Docker engine: {exc}", need="docker")
     ref = f"tritonops-test/empty:sha-{uuid.uuid4().hex[:12]}"
     empty = tmp_path / "empty-rootfs.tar"
     tarfile.open(empty, "w").close()

@@ -18,7 +18,7 @@ def compose_cli() -> tuple[str, ...]:
     try:
         return compose.compose_command()
     except compose.ComposeError as exc:
-        skip_or_fail(str(exc))
+        skip_or_fail(str(exc), need="compose")
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +30,7 @@ def docker_client(compose_cli):
         client.ping()
     except Exception as exc:  # the SDK raises several types for "no engine"
         skip_or_fail(f"no Docker engine at DOCKER_HOST/unix:///var/run/docker.sock ({exc}); "
-                     "start one (README: Images and compose)")
+                     "start one (README: Images and compose)", need="docker")
     yield client
     client.close()
 
@@ -40,7 +40,7 @@ def built_images(docker_client) -> dict[str, str]:
     """The CPU project image, the gateway and the Prometheus stand-in, built now through Docker's
     layer cache, so the tests run what images/ says. The bases are built only when absent (debootstrap is slow)."""
     if not images.image_exists(images.debian_base()) and os.geteuid() != 0:
-        skip_or_fail(f"{images.debian_base()} is missing and debootstrap needs root (sudo make base-image)")
+        skip_or_fail(f"{images.debian_base()} is missing and debootstrap needs root (sudo make base-image)", need="root")
     try:
         project = images.build_image(images.FLAVOURS["cpu"])
         gateway = images.build_gateway()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ci_policy import skip_or_fail
 
 from tritonops import compose, images, settings, smoke
 
@@ -201,7 +202,7 @@ def test_grafana_service_reads_its_password_and_no_other_user_can(tmp_path, dock
     grafana image (absent offline): its user reads the mounted 0600 file, as the image's run.sh
     does for GF_*__FILE, with no capabilities; another uid is refused."""
     if not images.image_exists(images.debian_base()):
-        pytest.skip(f"{images.debian_base()} is not built (make base-image)")
+        skip_or_fail(f"{images.debian_base()} is not built (make base-image)", need="docker")
     env = compose.write_env(tmp_path / "compose.env", {"GRAFANA_IMAGE": settings.get("DEBIAN_BASE_IMAGE"),
                                                        "GRAFANA_TAG": settings.get("DEBIAN_SUITE")})
     stack = compose.Stack(f"tritonops-test-grafana-{os.getpid()}", env, monitoring=True)

@@ -40,6 +40,7 @@ def published_port(port) -> tuple[str, str, str]:
 
 
 @pytest.mark.parametrize("gpu", [False, True], ids=["cpu", "gpu"])
+@pytest.mark.compose
 def test_compose_config_resolves(tmp_path, compose_cli, gpu):
     """`compose config` (no engine needed) resolves every variable and keeps the contract."""
     env = compose.write_env(tmp_path / "compose.env", {"HOST_HTTP_PORT": "18000"})

@@ -14,7 +14,7 @@ def haproxy() -> str:
     try:
         return gateway.haproxy_binary()
     except gateway.GatewayError as exc:
-        skip_or_fail(str(exc))
+        skip_or_fail(str(exc), need="haproxy")
 
 
 @pytest.fixture(scope="module")
