@@ -12,7 +12,7 @@ import pytest
 from tritonops import settings
 from tritonops.server import LocalServer, free_port
 
-from needs import NEEDS, require
+from needs import DOCKER_MARKERS, NEEDS, UNMARKED_DOCKER_HOST, require
 from repos import linear_only  # noqa: F401  (a helper for the suites; importable from here too)
 
 NEED_TAG = re.compile(r"\[needs (\w+)\] (.*)", re.S)
@@ -36,6 +36,21 @@ def pytest_runtest_setup(item):
     for marker in NEEDS:
         if item.get_closest_marker(marker):
             require(marker)
+
+
+@pytest.fixture(autouse=True)
+def _docker_only_where_marked(request, monkeypatch):
+    """An unmarked test finds no compose and no engine, as on a newcomer's machine: one that reaches for
+    them fails here, in every run, instead of only where Docker is missing."""
+    if any(request.node.get_closest_marker(m) for m in DOCKER_MARKERS):
+        return
+    from tritonops import compose
+
+    def refuse():
+        raise compose.ComposeError(f"{request.node.nodeid} reached for compose unmarked: mark it compose or docker")
+
+    monkeypatch.setattr(compose, "compose_command", refuse)
+    monkeypatch.setenv("DOCKER_HOST", UNMARKED_DOCKER_HOST)
 
 
 def pytest_terminal_summary(terminalreporter):

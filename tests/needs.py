@@ -85,6 +85,11 @@ NEEDS = {need.marker: need for need in (
 )}
 
 
+# The needs that bring Docker: a test without one of them finds neither compose nor an engine (conftest).
+DOCKER_MARKERS = ("compose", "docker", "testhost")
+UNMARKED_DOCKER_HOST = "unix:///nonexistent/mark-the-test-docker.sock"
+
+
 def require(marker: str) -> None:
     """Skip (fail under CI=true) the running test unless this machine has what `marker` names."""
     why = NEEDS[marker].probe()
