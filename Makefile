@@ -71,8 +71,8 @@ actionlint: $(ACTIONLINT_STAMP) ## actionlint on .github/workflows/* alone (make
 test: $(VENV_STAMP) models ## run the whole test suite (what CI runs)
 	$(VENV)/bin/python -m pytest
 
-test-fast: $(VENV_STAMP) models ## tests that need no Docker engine or test host
-	$(VENV)/bin/python -m pytest -m "not docker and not testhost"
+test-fast: $(VENV_STAMP) models ## tests that need no Docker engine, compose or test host
+	$(VENV)/bin/python -m pytest -m "not docker and not compose and not testhost"
 
 clean: ## remove the virtualenv, caches and reports
 	rm -rf $(VENV) .cache reports .pytest_cache

@@ -13,6 +13,7 @@ import sys
 import uuid
 
 import pytest
+from ci_policy import skip_or_fail
 import yaml
 
 from tritonops import images, settings
@@ -49,7 +50,7 @@ def engine():
 
         docker.from_env().ping()
     except Exception as exc:  # noqa: BLE001 - any failure means: no engine here
-        pytest.skip(f"no Docker engine: {exc}")
+        skip_or_fail(f"no Docker engine: {exc}", need="docker")
 
 
 @pytest.fixture(scope="module")
@@ -77,6 +78,7 @@ def guard(ref: str, name: str, extra_args: list[str] = (), **extra):
                             log=LOGS / f"cve-guard-{name}.log", timeout=300)
 
 
+@pytest.mark.docker
 def test_standin_triton_is_stopped_with_its_cves(image):
     ref = image(STANDIN, STANDIN)
     result = guard(ref, "standin")
@@ -87,6 +89,7 @@ def test_standin_triton_is_stopped_with_its_cves(image):
     assert "triton_allow_vulnerable: true" in result.output
 
 
+@pytest.mark.docker
 def test_allow_vulnerable_deploys_it_and_still_lists_the_cves(image):
     result = guard(image(STANDIN, STANDIN), "allowed", triton_allow_vulnerable=True)
     assert result.rc == 0, result.output[-4000:]
@@ -94,12 +97,14 @@ def test_allow_vulnerable_deploys_it_and_still_lists_the_cves(image):
     assert all(cve in result.output for cve in exposed(STANDIN))
 
 
+@pytest.mark.docker
 def test_patched_triton_passes(image):
     result = guard(image(PATCHED, PATCHED), "patched")
     assert result.rc == 0, result.output[-4000:]
     assert not any(cve["id"] in result.output for cve in CVES), result.output[-4000:]
 
 
+@pytest.mark.docker
 def test_version_comes_from_the_base_env_before_the_label(image):
     """The base image's TRITON_SERVER_VERSION is what runs; a label the project build set wrongly loses."""
     result = guard(image(STANDIN, PATCHED), "env-wins")
@@ -108,12 +113,14 @@ def test_version_comes_from_the_base_env_before_the_label(image):
     assert labelled.rc != 0 and f"its Triton {STANDIN}" in labelled.output, labelled.output[-4000:]
 
 
+@pytest.mark.docker
 def test_image_without_a_version_is_stopped(image):
     result = guard(image(None, None), "unknown")
     assert result.rc != 0
     assert "has no Triton version" in result.output, result.output[-4000:]
 
 
+@pytest.mark.docker
 def test_check_mode_before_the_image_exists_reads_versions_env(engine):
     """A --check run before the first build or pull: the flavour's versions.env Triton, said so."""
     missing = f"tritonops-test/cve-guard:absent-{uuid.uuid4().hex[:10]}"
@@ -125,9 +132,10 @@ def test_check_mode_before_the_image_exists_reads_versions_env(engine):
     assert real.rc != 0 and "is not on the host or has no Triton version" in real.output, real.output[-4000:]
 
 
+@pytest.mark.docker
 def test_the_built_cpu_image_is_stopped(engine):
     flavour = images.FLAVOURS["cpu"]
     if not images.image_exists(flavour.image):
-        pytest.skip(f"{flavour.image} is not built (make image)")
+        skip_or_fail(f"{flavour.image} is not built (make image)", need="docker")
     result = guard(flavour.image, "cpu-image")
     assert result.rc != 0 and f"its Triton {STANDIN} (read from the image)" in result.output, result.output[-4000:]
