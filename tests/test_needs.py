@@ -1,7 +1,7 @@
 """The needs (tests/needs.py): an unmarked test finds neither compose nor an engine, a marked one does.
 
-.ci/run also runs tests/docker and tests/ansible on a machine view without Docker (.ci/without-docker) and
-requires 0 failures; the guard below (tests/conftest.py) catches an unmarked test anywhere, in every run.
+.ci/run also runs the tests marked docker or compose on a machine view without Docker (.ci/without-docker)
+and requires 0 failures; the guard shown here (tests/conftest.py) catches an unmarked test in every run.
 """
 from __future__ import annotations
 
