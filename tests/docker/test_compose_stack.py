@@ -22,7 +22,7 @@ import embedclient
 import hostile
 import pytest
 
-from tritonops import compose, contract, settings, smoke
+from tritonops import compose, contract, embedding, settings, smoke
 from tritonops.compose import BASE_FILE, COMPOSE_DIR
 from tritonops.server import check_port_free
 
@@ -116,13 +116,16 @@ def test_embed_and_linear_side_by_side_through_the_gateway(stack, docker_client)
 
 
 def test_metrics_published_and_counting(stack):
+    """embed's success counter counts each request exactly: linear's also moves with the gateway's,
+    the healthcheck's and the supervisor's inference checks, which never touch embed."""
     http_url, _, metrics_url = urls(stack)
-    pattern = re.compile(rf'^nv_inference_request_success\{{model="{contract.MODEL}",version="{contract.VERSION}"\}} (\d+)', re.M)
+    assert settings.MODEL_NAME != embedding.MODEL  # the checks' model
+    pattern = re.compile(rf'^nv_inference_request_success\{{model="{embedding.MODEL}",version="{embedding.VERSION}"\}} (\d+)', re.M)
     before = int(pattern.search(get(metrics_url).decode()).group(1))
-    y = smoke.infer_http(http_url, contract.SEED_X, binary=True)
-    assert contract.check_output(contract.SEED_X, y) is None
+    texts = list(embedding.SENTENCES[:2])
+    assert embedding.check_output(texts, embedclient.infer_http(http_url, texts)) is None
     after = int(pattern.search(get(metrics_url).decode()).group(1))
-    assert after == before + 1
+    assert after == before + 1  # one request of two sentences
 
 
 def test_prometheus_scrapes_triton(stack):

@@ -27,6 +27,11 @@ from stacks import linear_only_copy, start_stack
 
 EXIT_TIMEOUT = int(settings.get("TRITON_EXIT_TIMEOUT_SECS"))
 SLOW_S = 15  # longer than Docker's default stop timeout (10 s), shorter than the exit timeout
+# `docker stop` times (README: Compose), measured at load 10-14 on the 2 cores: 17.0 / 18.1 s during the
+# slow request (its last ~13 s, then 4-5 s to exit) and 4.2 / 4.4 s after keep-alive traffic (~3 s idle). The bounds
+# leave ~2.4x the 4 s exit and still fail a Triton that waits out its exit timeout (30 s) for a connection.
+STOP_DURING_REQUEST_MAX_S = SLOW_S + 10
+STOP_PROMPT_MAX_S = 10
 # A model that answers after as many seconds as its input says.
 SLOW_CONFIG = """name: "slow"
 backend: "python"
@@ -110,7 +115,7 @@ def test_stop_waits_for_a_slow_request_and_triton_exits_cleanly(built_images, do
               f"{triton.attrs['State']['ExitCode']}, client: {answer.get('status', answer.get('error'))}", file=sys.stderr)
         assert answer.get("status") == 200 and answer["body"]["outputs"][0]["data"] == [SLOW_S], answer
         assert triton.attrs["State"]["ExitCode"] == 0, (triton.attrs["State"], triton.logs(tail=30).decode())
-        assert SLOW_S - 3 < stopped_after < grace, stopped_after
+        assert SLOW_S - 3 < stopped_after < min(STOP_DURING_REQUEST_MAX_S, grace), stopped_after
     finally:
         stack.down()
 
@@ -143,6 +148,6 @@ def test_stop_is_prompt_after_keep_alive_traffic_through_the_gateway(built_image
               f"{triton.attrs['State']['ExitCode']}", file=sys.stderr)
         assert not waited, f"Triton waited for open HTTP connections: {waited[:3]}"
         assert triton.attrs["State"]["ExitCode"] == 0, (triton.attrs["State"], triton.logs(tail=30).decode())
-        assert stopped_after < EXIT_TIMEOUT / 2, stopped_after
+        assert stopped_after < STOP_PROMPT_MAX_S, stopped_after
     finally:
         stack.down()

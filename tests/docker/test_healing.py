@@ -4,9 +4,10 @@ One stack (triton + gateway, compose/compose.yaml unmodified) takes three drills
 leaves it healthy for the next. While a drill runs, client threads send the seed request through
 the gateway and check every answer against the torch reference, and a sampler reads `docker
 inspect` (state, health) together with one inference sent straight to the container. Each drill
-prints and asserts the failed requests, the time from the fault to the first correct answer through
-the gateway and to the container's being healthy again, and that health never said "healthy" for
-longer than HEALTHY_WHILE_FAILING_MAX_S while the container was failing inferences.
+prints and asserts (assert_bounded) that the fault bit, the failed requests, the outage, the time
+from the fault to the first correct answer through the gateway and to the container's being healthy
+again, and that health never said "healthy" for longer than HEALTHY_WHILE_FAILING_MAX_S while the
+container was failing inferences.
 
     .venv/bin/python -m pytest -s tests/docker/test_healing.py   # -s shows the figures
 """
@@ -55,6 +56,15 @@ HEALTHY_WHILE_FAILING_MAX_S = CHECK_INTERVAL_S + CHECK_TIMEOUT_S + SAMPLE_EVERY_
 # Recovery bounds (issue 10): a model that stopped answering, and a crashed container.
 MODEL_FAULT_RECOVERY_S = 60
 CRASH_RECOVERY_S = 15
+# Figures every drill asserts (README: Failure modes has the runs). The first failure came 0.0-1.2 s
+# after the fault; within the stub's 5 s pause shows the fault itself bit, not its aftermath.
+FAULT_BITES_WITHIN_S = 5.0
+# Lost requests: at most 4 303 in one drill (stub SIGKILL, box at load 10-14); 2.1x that. Below the ~12 000 a
+# whole minute's outage loses at the offered rate (one reason: the gateway answers 503 at once).
+LOST_MAX = 9000
+# Failures that were not the gateway's 503 (Triton's 500s before its check took the replica out, connections
+# cut by the crash): 0-12 per drill; a gateway that kept a broken Triton in rotation fails thousands.
+REACHED_TRITON_MAX = 40
 CLIENTS = 4
 PACE_S = 0.02  # between one client's requests: ~100-200 requests/s in all, and a bounded failure count
 SEED_BODY = json.dumps(contract.seed_request_json()).encode()
@@ -249,6 +259,7 @@ class Figures:
     name: str
     failed: int = 0
     total: int = 0
+    not_503: int = 0  # failed requests the gateway did not answer 503 itself
     first_failure_s: float | None = None
     failing_s: float = 0.0  # from the first failed request's start to the last one's answer
     answers_again_s: float | None = None  # first correct answer through the gateway after the last failure
@@ -262,8 +273,8 @@ class Figures:
     def line(self) -> str:
         fmt = lambda v: "-" if v is None else f"{v:.1f} s"  # noqa: E731
         kinds = ", ".join(f"{n}x {e}" for e, n in sorted(self.errors.items(), key=lambda kv: -kv[1])[:3])
-        return (f"{self.name}: {self.failed} of {self.total} requests failed (first {fmt(self.first_failure_s)} "
-                f"after the fault, for {self.failing_s:.1f} s); correct answers again after {fmt(self.answers_again_s)}, healthy again after "
+        return (f"{self.name}: {self.failed} of {self.total} requests failed, {self.not_503} not the gateway's 503 "
+                f"(first {fmt(self.first_failure_s)} after the fault, for {self.failing_s:.1f} s); correct answers again after {fmt(self.answers_again_s)}, healthy again after "
                 f"{fmt(self.healthy_again_s)}; restarts +{self.restarts}; health said healthy while failing for at most "
                 f"{self.health_lag_max_s:.1f} s, samples over the {HEALTHY_WHILE_FAILING_MAX_S:.1f} s bound: "
                 f"{len(self.health_lag)}; errors: {kinds or 'none'}")
@@ -314,6 +325,7 @@ def run_drill(stack, triton, name: str, fault, settle_s: float = 3.0) -> Figures
         figures.first_failure_s = failures[0].end - fault_at
         figures.failing_s = failures[-1].end - failures[0].start
         figures.answers_again_s = next(a.end for a in answers if a.ok and a.end > failures[-1].end) - fault_at
+        figures.not_503 = sum(1 for a in failures if not a.detail.startswith("HTTP 503 "))
         for a in failures:
             kind = re.sub(r"\d+\.\d+", "N", a.detail[:60])
             figures.errors[kind] = figures.errors.get(kind, 0) + 1
@@ -333,6 +345,18 @@ def run_drill(stack, triton, name: str, fault, settle_s: float = 3.0) -> Figures
     said = "\n".join(f"  {line}" for line in figures.logs.splitlines() if "tritonops-supervisor:" in line)
     print(f"\n{figures.line()} (load ran {time.monotonic() - begin:.0f} s)\n{said}", file=sys.stderr)
     return figures
+
+
+def assert_bounded(figures: Figures, recovery_s: float) -> None:
+    """The fault bit, and what it cost stays within the bounds: lost requests, outage, time to answers again
+    and to healthy again."""
+    assert figures.failed > 0, f"{figures.name}: no request failed: the fault had no effect"
+    assert figures.first_failure_s <= FAULT_BITES_WITHIN_S, figures.line()
+    assert figures.failed <= LOST_MAX, figures.line()
+    assert figures.not_503 <= REACHED_TRITON_MAX, figures.line()
+    assert figures.failing_s <= recovery_s, figures.line()
+    assert figures.answers_again_s <= recovery_s, figures.line()
+    assert figures.healthy_again_s <= MODEL_FAULT_RECOVERY_S, figures.line()
 
 
 def assert_healthy_and_answering(stack, triton, figures: Figures) -> None:
@@ -375,9 +399,7 @@ def test_a_killed_model_stub_is_replaced(healing_stack, triton):
         os.kill(stubs[0].pid, signal.SIGKILL)
 
     figures = run_drill(healing_stack, triton, "stub SIGKILL", kill_stub)
-    assert figures.failed > 0, "the killed stub failed no request: the drill did not bite"
-    assert figures.answers_again_s <= MODEL_FAULT_RECOVERY_S, figures.line()
-    assert figures.healthy_again_s <= MODEL_FAULT_RECOVERY_S, figures.line()
+    assert_bounded(figures, MODEL_FAULT_RECOVERY_S)
     assert figures.restarts == 1, figures.line()
     why = [line for line in figures.logs.splitlines() if "tritonops-supervisor: NOT ANSWERING" in line]
     assert why and "is not healthy" in why[0], figures.logs[-3000:]
@@ -399,8 +421,7 @@ def test_a_stopped_and_resumed_model_stub_recovers(healing_stack, triton):
             pass
 
     figures = run_drill(healing_stack, triton, "stub SIGSTOP 5 s + SIGCONT", pause_stub)
-    assert figures.answers_again_s <= MODEL_FAULT_RECOVERY_S, figures.line()
-    assert figures.healthy_again_s <= MODEL_FAULT_RECOVERY_S, figures.line()
+    assert_bounded(figures, MODEL_FAULT_RECOVERY_S)  # first failure within the pause: SIGSTOP itself bit
     if figures.restarts:
         said = [line for line in figures.logs.splitlines()
                 if "tritonops-supervisor: NOT ANSWERING" in line or "tritonops-supervisor: tritonserver exited by itself" in line]
@@ -419,5 +440,5 @@ def test_a_crashed_container_serves_again_within_15_s(healing_stack, triton):
 
     figures = run_drill(healing_stack, triton, "container main process SIGKILL", crash)
     assert figures.restarts == 1, figures.line()
-    assert figures.answers_again_s <= CRASH_RECOVERY_S, figures.line()
+    assert_bounded(figures, CRASH_RECOVERY_S)
     assert_healthy_and_answering(healing_stack, triton, figures)
