@@ -118,21 +118,23 @@ def supervise(server, *child: str, **knobs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def until_answered(proc: subprocess.Popen) -> str:
-    """The supervisor's output up to its first correct answer, from which on failures count. Read, not
-    slept for: a fixed sleep let a slow start on a busy box see the 500s first (which do not count)."""
+def until(proc: subprocess.Popen, *marks: str) -> str:
+    """The supervisor's and child's output until each mark has been seen, in whichever order a busy box
+    prints them. Read, not slept for: a fixed sleep let a slow start on a busy box see the 500s first
+    (which do not count), or signal a child that had not yet set its handler."""
     seen = ""
-    while "first correct answer" not in seen:
+    while not all(mark in seen for mark in marks):
         line = proc.stdout.readline()
-        assert line, f"the supervisor ended before its first answer: {seen}"
+        assert line, f"the supervisor ended before {marks}: {seen}"
         seen += line
     return seen
 
 
 def test_run_exits_after_failures_in_a_row_and_stops_the_child(fake):
-    child_code = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(60)"
+    child_code = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); "
+                  "print('up', flush=True); time.sleep(60)")
     proc = supervise(fake, sys.executable, "-c", child_code)
-    out = until_answered(proc)
+    out = until(proc, "first correct answer", "up\n")
     fake.mode = "500"
     started = time.monotonic()
     out += proc.communicate(timeout=20)[0]
@@ -163,11 +165,7 @@ def test_sigterm_is_forwarded_and_the_childs_exit_code_kept(fake):
     child_code = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(7)); "
                   "print('up', flush=True); time.sleep(60)")
     proc = supervise(fake, sys.executable, "-c", child_code)
-    # Both lines, in whichever order a busy box prints them: "started" follows the handlers' setup.
-    seen = []
-    while not ("up\n" in seen and any(line.startswith(f"{supervisor.PREFIX} started") for line in seen)):
-        seen.append(proc.stdout.readline())
-        assert seen[-1], f"the supervisor ended before its child was up: {seen}"
+    until(proc, f"{supervisor.PREFIX} started", "up\n")  # "started" follows the supervisor's signal setup
     proc.send_signal(signal.SIGTERM)
     try:  # it exits at once; 30 s leaves a stalled box room
         out, _ = proc.communicate(timeout=30)
@@ -183,7 +181,7 @@ def test_sigterm_is_forwarded_and_the_childs_exit_code_kept(fake):
 
 def test_failures_zero_turns_restarts_off(fake):
     proc = supervise(fake, "sleep", "3", TRITON_LIVENESS_FAILURES="0")
-    out = until_answered(proc)
+    out = until(proc, "first correct answer")
     fake.mode = "500"
     out += proc.communicate(timeout=20)[0]
     assert proc.returncode == 0 and "NOT ANSWERING" not in out and "restarts off" in out, out
