@@ -7,7 +7,7 @@ the guest's address (the gateway's published ports), the release carries the Min
 extracted (listed in its SHA256SUMS, which its id hashes), a deploy onto a full /opt/tritonops stops
 with the figures, and the crash
 drills: a deploy SIGKILLed at the two points where the links and the running container disagree, each
-followed by the next deploy (under a steady client: the single-host swap's lost requests) and a
+followed by the next deploy (under a steady client: it swaps nothing, so nothing is lost) and a
 rollback to the old release and its old image; testinfra's host checks pass after that rollback, pruning
 leaves exactly the images kept releases run. After a reboot the stack comes back by itself.
 Firewall drills: from a second, unlisted address on the test network the published ports time out
@@ -46,6 +46,15 @@ HTTP, GRPC = settings.port("http"), settings.port("grpc")
 # The gateway's published ports on both of the guest's addresses: the firewall drills' targets.
 FIREWALLED = [(address, port) for address in (th.GUEST_ADDR, th.GUEST_ADDR6)
               for port in (HTTP, GRPC, settings.port("metrics"))]
+# Drill bounds from measurements on this 2-core box (README: Failure modes), ~2-3x the worst seen.
+# Seed answered after the controller's SIGKILL: the new container, recreated without waiting, loads
+# linear and embed first: 31.1 and 30.1 s beside other suites (load 10), 2026-12-07.
+CRASH_ANSWERED_S = 75.0
+# The next deploy under a steady client: it finds the new container running and swaps nothing
+# (0 failed, no outage, at both points); a container swap would lose its load time (13-30 s).
+CONVERGE_OUTAGE_S = 5.0
+CONVERGE_FAILED = 10
+REBOOT_SERVING_S = 90.0  # seed answered after `systemctl reboot`: 13.6/13.7 s; 30, 36 and 40.1 s on busier boxes
 
 
 @pytest.fixture(scope="module")
@@ -224,9 +233,8 @@ def test_killed_deploy_serves_converges_and_rolls_back(deployed, tmp_path, point
     """Crash drill: `make deploy` of a new release is SIGKILLed on the controller at `point`. The new
     release changes no answers: its model repository differs by a comment and its image is the old
     one rebuilt under the same tag (a label), on the host. Then: the host answers the seed request
-    within 30 s (old or new release); the next deploy converges (current is the new release and is
-    what runs, by the new image's ID), with the requests a single-host swap loses measured under a
-    steady client; `make rollback` returns to the release that served before, with its old image,
+    within CRASH_ANSWERED_S (old or new release); the next deploy converges (current is the new release
+    and is what runs, by the new image's ID) without a swap: a steady client loses at most CONVERGE_FAILED; `make rollback` returns to the release that served before, with its old image,
     although the tag now names the rebuilt one."""
     from tritonops import images
 
@@ -243,7 +251,7 @@ def test_killed_deploy_serves_converges_and_rolls_back(deployed, tmp_path, point
         assert new_id != old_id
         ansible_playbook_killed_at(CRASH_POINTS[point], *site_args(deployed, *args), log=LOGS / f"testhost-7-{point}-killed.log")
         killed = time.monotonic()
-        wait_for_seed_answer(timeout=30)
+        wait_for_seed_answer(timeout=CRASH_ANSWERED_S)
         answered = time.monotonic() - killed
         serving_after_kill = running(deployed)[0]
 
@@ -252,11 +260,16 @@ def test_killed_deploy_serves_converges_and_rolls_back(deployed, tmp_path, point
             time.sleep(2)  # answers after the play: the new release serves
         assert again.rc == 0, again.output[-6000:]
         new = release_of(deployed)
+        # Printed before the checks: a failing run shows its figures.
+        print(f"\ncrash drill {point}: seed answered {answered:.1f} s after the kill (bound {CRASH_ANSWERED_S} s), by the "
+              f"{'old' if serving_after_kill == before else 'new'} release; converged to {Path(new).name} (next deploy under "
+              f"load: {load.figures}; bounds {CONVERGE_FAILED} failed, {CONVERGE_OUTAGE_S} s); rolling back to {Path(before).name}")
         assert new != before and running(deployed) == (new, new_id), (new, running(deployed))
         assert serving_after_kill in (before, new), f"after the kill {serving_after_kill} served, neither old nor new"
         assert release_of(deployed, "previous") == before, "the rollback target is not the release that served before"
         assert load.figures.sent - load.figures.failed > 10 and load.figures.failed_after_last_success == 0, load.figures
-        assert load.figures.longest_outage_s < 120, load.figures  # the swap: old container stopped, new one loading
+        assert load.figures.longest_outage_s <= CONVERGE_OUTAGE_S, load.figures
+        assert load.figures.failed <= CONVERGE_FAILED, load.figures
 
         back = rollback(deployed, log=f"7-{point}-rollback")
         assert back.rc == 0, back.output[-6000:]
@@ -265,8 +278,7 @@ def test_killed_deploy_serves_converges_and_rolls_back(deployed, tmp_path, point
         smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
     finally:
         deployed.ssh(f"docker tag {old_id} {ref}")  # the tag names what the tarball holds again
-    print(f"\ncrash drill {point}: seed answered {answered:.1f} s after the kill, by the {'old' if serving_after_kill == before else 'new'} "
-          f"release; converged to {Path(new).name} (single-host swap under load: {load.figures}); rolled back to {Path(before).name}")
+    assert answered <= CRASH_ANSWERED_S, f"seed answered {answered:.1f} s after the kill"  # after the rollback: the host as found
 
 
 def test_host_checks_pass_after_a_rollback(deployed):
@@ -316,7 +328,7 @@ def test_stack_comes_back_after_a_reboot(deployed):
         deployed.reboot()
         wait_for_seed_answer(timeout=180)
         serving = time.monotonic() - started
-    print(f"\nserving again {serving:.1f} s after the reboot command; firewall drill: {poller.rounds} polls of "
+    print(f"\nserving again {serving:.1f} s after the reboot command (bound {REBOOT_SERVING_S} s); firewall drill: {poller.rounds} polls of "
           f"{len(FIREWALLED)} ports from {th.UNLISTED_ADDR} and {th.UNLISTED_ADDR6}: {dict(poller.phases)}, "
           f"first seen (s): {poller.first_seen}")
     assert poller.count(portprobe.CONNECTED) == 0, f"connections got through during the reboot: {poller.outcomes}"
@@ -326,6 +338,7 @@ def test_stack_comes_back_after_a_reboot(deployed):
     assert poller.phases["rebooted", portprobe.REFUSED] == 0, f"unfiltered SYNs after the reboot: {poller.outcomes}"
     for address in (th.GUEST_ADDR, th.GUEST_ADDR6):  # the drops were seen, on both families
         assert poller.outcomes[(address, HTTP), portprobe.TIMEOUT] > 0, poller.outcomes
+    assert serving <= REBOOT_SERVING_S, f"serving again {serving:.1f} s after the reboot command"
 
 
 def test_unlisted_address_times_out_on_every_port(deployed):
