@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +28,8 @@ from .server import LoopbackUrls
 HOME = settings.ROOT / "gateway"
 TEMPLATE = HOME / "haproxy.cfg.j2"
 CHECK_REQUEST = HOME / "check-request.json"
+# A soft stop's limit, written once in the template (compose's stop_grace_period exceeds it: a test checks).
+HARD_STOP_AFTER_S = int(re.search(r"^\s*hard-stop-after (\d+)s$", TEMPLATE.read_text(), re.M)[1])
 # Docker's embedded DNS: a compose service name resolves to every replica's address.
 DOCKER_DNS = "127.0.0.11:53"
 
@@ -168,7 +171,7 @@ class LocalGateway(LoopbackUrls):
         if self.proc and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGUSR1)  # soft stop: finish what is in flight
             try:
-                self.proc.wait(10)
+                self.proc.wait(HARD_STOP_AFTER_S + 5)
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()

@@ -3,14 +3,18 @@ tritonservers. Management APIs refused, sizes and slow clients cut, chunked bomb
 balanced per call; each refusal also checked against Triton directly (the control)."""
 from __future__ import annotations
 
+import http.client
 import io
 import json
+import os
+import signal
 import time
 import urllib.error
 import urllib.request
 
 import hostile
 import numpy as np
+import psutil
 import pytest
 import tritonclient.grpc as grpcclient
 from gateway_harness import REQUEST_TIMEOUT_S, serve
@@ -193,3 +197,47 @@ def test_grpc_calls_on_one_connection_are_spread_over_both_replicas(gw, replicas
     served = {name: metrics.scrape(s.metrics_url, contract.MODEL)["nv_inference_request_success"] - before[name]
               for name, s in replicas.items()}
     assert all(served[name] >= routed[name] for name in replicas), (served, routed)
+
+
+def test_a_reload_answers_a_kept_alive_connection_instead_of_closing_it(gw):
+    """A reload (SIGUSR2 to the master, what systemd's reload and a fleet inventory change send) soft-stops
+    the old worker. A client's idle keep-alive connection to it gets its next request answered, with
+    Connection: close, rather than closed under it (the fleet drill's one "connection closed" in 1 688)."""
+    host, port = gw.http_url.split(":")
+    body = json.dumps({"inputs": [{"name": contract.INPUT, "datatype": "FP32", "shape": [1, 3],
+                                   "data": [2.0, 3.0, 4.0]}]})
+    path = f"/v2/models/{contract.MODEL}/infer"
+    kept = http.client.HTTPConnection(host, int(port), timeout=30)
+    kept.request("POST", path, body=body)
+    first = kept.getresponse()
+    assert first.status == 200 and first.getheader("connection") != "close", first.read()
+    first.read()
+    master = psutil.Process(gw.proc.pid)
+    old = {w.pid for w in master.children()}
+    os.kill(master.pid, signal.SIGUSR2)
+    # The old worker has soft-stopped once it holds no listening socket (or is gone).
+    deadline = time.monotonic() + 30
+    while True:
+        workers = master.children()
+        listening = [w for w in workers if w.pid in old and any(c.status == psutil.CONN_LISTEN for c in _connections(w))]
+        if any(w.pid not in old for w in workers) and not listening:
+            break
+        assert time.monotonic() < deadline, f"no reload after 30 s: workers {workers}"
+        time.sleep(0.1)
+    try:
+        kept.request("POST", path, body=body)
+        second = kept.getresponse()
+        answer = (second.status, second.getheader("connection"), second.read())
+    except (ConnectionError, http.client.HTTPException) as exc:
+        answer = exc
+    assert not isinstance(answer, Exception) and answer[:2] == (200, "close"), f"the kept-alive request after a reload got {answer!r}"
+    assert master.is_running() and gw.proc.poll() is None
+    status, _ = request(gw.http_url, "POST", path, body.encode())
+    assert status == 200
+
+
+def _connections(proc: psutil.Process) -> list:
+    try:
+        return proc.net_connections(kind="inet")
+    except psutil.NoSuchProcess:
+        return []

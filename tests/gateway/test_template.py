@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from certs import self_signed
 
 from tritonops import compose, gateway, settings
@@ -72,3 +73,11 @@ def test_bad_gateway_settings_are_named(tmp_path, overrides, message):
     overrides = {k: v.format(cert=tmp_path / "cert.pem", empty=tmp_path / "empty") for k, v in overrides.items()}
     with pytest.raises(compose.ComposeError, match=message.replace("(", r"\(")):
         compose.write_env(tmp_path / "stack.env", overrides)
+
+
+def test_a_stop_outlasts_the_soft_stop_limit():
+    """The gateway container's stop_grace_period leaves HAProxy its hard-stop-after: a soft stop waits for
+    requests in flight and for a kept-alive client's next one (idle-close-on-response), not for SIGKILL."""
+    grace = yaml.safe_load((settings.ROOT / "compose" / "compose.yaml").read_text())["services"]["gateway"]["stop_grace_period"]
+    assert grace.endswith("s") and int(grace[:-1]) > gateway.HARD_STOP_AFTER_S, (grace, gateway.HARD_STOP_AFTER_S)
+    assert "option idle-close-on-response" in gateway.TEMPLATE.read_text()
