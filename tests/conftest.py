@@ -53,8 +53,23 @@ def _docker_only_where_marked(request, monkeypatch):
     monkeypatch.setenv("DOCKER_HOST", UNMARKED_DOCKER_HOST)
 
 
+SUITE_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Seconds per suite (tests/<folder>, or tests/ for the top-level files): setup, call and teardown."""
+    folders = report.nodeid.split("::")[0].split("/")[:-1]
+    suite = "/".join(folders[:2]) or "."
+    SUITE_SECONDS[suite] = SUITE_SECONDS.get(suite, 0.0) + report.duration
+
+
 def pytest_terminal_summary(terminalreporter):
-    """The skips grouped by what they need, each with the command that enables it: what to run next."""
+    """Seconds per suite (the development docs' table), then the skips grouped by what they need, each
+    with the command that enables it: what to run next."""
+    if SUITE_SECONDS:
+        terminalreporter.write_sep("=", "seconds per suite (setup + call + teardown)")
+        for suite, secs in sorted(SUITE_SECONDS.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{secs:8.0f}  {suite}")
     groups: dict[str, list[str]] = {}
     for report in terminalreporter.stats.get("skipped", []):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
