@@ -45,8 +45,8 @@ serve: $(VENV_STAMP) ## run the real Triton (wheel) here: loopback only (BIND_AD
 	$(VENV)/bin/tritonops serve --repository $(REPO) --host $(BIND_ADDRESS) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 		--metrics-port $(METRICS_PORT) --admin-key-file $(ADMIN_KEY_FILE)
 
-smoke: $(VENV_STAMP) ## send the seed request over HTTP JSON/binary + gRPC to URL (default localhost:8000)
-	$(VENV)/bin/tritonops smoke --url $(URL)$(if $(GRPC_URL), --grpc-url $(GRPC_URL))
+smoke: $(VENV_STAMP) ## send every model's samples (REPO's tritonops.json files) over HTTP JSON/binary + gRPC to URL (default localhost:8000)
+	$(VENV)/bin/tritonops smoke --url $(URL)$(if $(GRPC_URL), --grpc-url $(GRPC_URL)) --repository $(REPO)
 
 validate: $(VENV_STAMP) ## validate a model repository (REPO=path, default model_repository)
 	$(VENV)/bin/tritonops validate $(REPO)

@@ -113,7 +113,7 @@ def test_hardened_stack_answers_the_seed_request(stack, docker_client):
     host = env["BIND_ADDRESS"]
     out = io.StringIO()
     smoke.run(f"{host}:{env['HOST_HTTP_PORT']}", f"{host}:{env['HOST_GRPC_PORT']}", out=out)
-    assert out.getvalue().count("ok ") == 3, out.getvalue()
+    assert out.getvalue().count("ok ") == 6, out.getvalue()  # linear and embed, 3 paths each
     triton = container(stack, docker_client, "triton")
     assert triton.attrs["RestartCount"] == 0 and triton.attrs["State"]["Health"]["Status"] == "healthy"
 
