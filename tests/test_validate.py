@@ -1,6 +1,7 @@
 """`make validate`: Triton's own ModelConfig proto, every problem named by file and field."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tritonops import descriptor, models, settings, validate
+from tritonops import descriptor, models, settings, smoke, validate
 
 
 @pytest.fixture
@@ -298,6 +299,9 @@ def test_a_different_valid_model_passes_and_triton_agrees(tmp_path, serve_reposi
         x = httpclient.InferInput("x", [3], "INT32")
         x.set_data_from_numpy(np.array([1, 2, 5], dtype=np.int32))
         assert client.infer("quad", [x]).as_numpy("z").tolist() == [4, 8, 20]
+    out = io.StringIO()
+    smoke.run(server.http_url, server.grpc_url, out=out, repository=repo)  # their descriptors, 3 paths each
+    assert out.getvalue().count("ok  ") == 6 and out.getvalue().count("  quad  ") == 3, out.getvalue()
 
 
 def test_missing_repository_and_empty_repository(tmp_path):
