@@ -219,24 +219,27 @@ def dump(document: dict) -> str:
 
 
 # --- Named references: a check of the outputs computed in Python rather than stored in the file ---
-# Each takes (sample, outputs: name -> numpy array as answered) and returns None or what is wrong.
+# Each takes (descriptor, sample, outputs: name -> numpy array as answered) and returns None or what is wrong.
 
 
-def _linear_reference(sample: Sample, outputs: dict[str, np.ndarray]) -> str | None:
+def _linear_reference(desc: Descriptor, sample: Sample, outputs: dict[str, np.ndarray]) -> str | None:
     from . import contract
 
     (x,) = [t.array() for t in sample.inputs if t.name == contract.INPUT]
     return contract.check_output(x, outputs.get(contract.OUTPUT))
 
 
-def _embed_reference(sample: Sample, outputs: dict[str, np.ndarray]) -> str | None:
+def _embed_reference(desc: Descriptor, sample: Sample, outputs: dict[str, np.ndarray]) -> str | None:
+    """The transformers reference from the tokenizer's and encoder's files beside the descriptor's model."""
     from . import embedding
 
     (texts,) = [t.data for t in sample.inputs if t.name == embedding.INPUT]
-    return embedding.check_output(list(texts), outputs.get(embedding.OUTPUT))
+    texts = list(texts)
+    want = embedding.reference(texts, repository=desc.path.parent.parent)
+    return embedding.check_output(texts, outputs.get(embedding.OUTPUT), want)
 
 
-REFERENCES: dict[str, Callable[[Sample, dict[str, np.ndarray]], str | None]] = {
+REFERENCES: dict[str, Callable[[Descriptor, Sample, dict[str, np.ndarray]], str | None]] = {
     "linear": _linear_reference,
     "embed": _embed_reference,
 }
@@ -271,5 +274,5 @@ def check(descriptor: Descriptor, sample: Sample, outputs: dict[str, np.ndarray]
     """The expected outputs first, then the named reference, if any."""
     problem = compare(sample, outputs)
     if problem is None and descriptor.reference:
-        problem = REFERENCES[descriptor.reference](sample, outputs)
+        problem = REFERENCES[descriptor.reference](descriptor, sample, outputs)
     return problem
