@@ -278,7 +278,9 @@ def _model_dirs(repo: Path) -> list[Path]:
     return sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def validate_repository(repo: Path) -> list[Problem]:
+def validate_repository(repo: Path, descriptors: bool = True) -> list[Problem]:
+    """Every problem of the repository; descriptors=False leaves out the tritonops.json checks (what
+    Triton itself needs: a server may serve a model before `tritonops contract` describes it)."""
     repo = Path(repo)
     if not repo.is_dir():
         return [Problem(repo, "", "model repository directory does not exist")]
@@ -294,6 +296,8 @@ def validate_repository(repo: Path) -> list[Problem]:
             found = _check_ensemble(model / "config.pbtxt", config, configs)
             own[model.name] += found
             problems += found
+    if not descriptors:
+        return problems
     broken = {name for name, found in own.items() if found or configs[name] is None}
     for model in models:  # the descriptors last: the config's own problems come first
         if configs[model.name] is not None:
