@@ -17,8 +17,7 @@ import pytest
 import tritonclient.http as httpclient
 
 from tritonops import descriptor, settings, smoke, validate
-
-from conftest import start_server
+from tritonops.server import LocalServer, free_port
 
 MODEL = "tally_kit"
 CONFIG = """
@@ -79,7 +78,8 @@ def build_repository(root: Path) -> Path:
 def byom(tmp_path_factory):
     root = tmp_path_factory.mktemp("byom")
     repo = build_repository(root)
-    server = start_server(repo, root / "server.log")
+    server = LocalServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                         host="127.0.0.1", log_path=root / "server.log").start()
     yield repo, server
     server.stop()
 
