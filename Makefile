@@ -18,7 +18,7 @@ VENV_STAMP := $(VENV)/.installed
 URL ?= localhost:$(HTTP_PORT)
 REPO ?= $(MODEL_REPOSITORY)
 
-.PHONY: help venv models serve smoke validate train test test-fast lint actionlint lock clean
+.PHONY: help venv models serve smoke contract validate train test test-fast lint actionlint lock clean
 
 help: ## list every verb
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -45,8 +45,11 @@ serve: $(VENV_STAMP) ## run the real Triton (wheel) here: loopback only (BIND_AD
 	$(VENV)/bin/tritonops serve --repository $(REPO) --host $(BIND_ADDRESS) --http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) \
 		--metrics-port $(METRICS_PORT) --admin-key-file $(ADMIN_KEY_FILE)
 
-smoke: $(VENV_STAMP) ## send the seed request over HTTP JSON/binary + gRPC to URL (default localhost:8000)
-	$(VENV)/bin/tritonops smoke --url $(URL)$(if $(GRPC_URL), --grpc-url $(GRPC_URL))
+smoke: $(VENV_STAMP) ## send every model's samples (REPO's tritonops.json files) over HTTP JSON/binary + gRPC to URL (default localhost:8000)
+	$(VENV)/bin/tritonops smoke --url $(URL)$(if $(GRPC_URL), --grpc-url $(GRPC_URL)) --repository $(REPO)
+
+contract: $(VENV_STAMP) ## write REPO/MODEL/tritonops.json from the answers of the server at URL (FORCE=1 overwrites); review, then commit
+	$(VENV)/bin/tritonops contract --model $(MODEL) --repository $(REPO) --url $(URL)$(if $(FORCE), --force)
 
 validate: $(VENV_STAMP) ## validate a model repository (REPO=path, default model_repository)
 	$(VENV)/bin/tritonops validate $(REPO)

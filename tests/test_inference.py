@@ -41,9 +41,9 @@ def test_seed_request_exactly_as_users_send_it(http):
 
 
 def test_smoke_client_passes_on_all_three_paths(triton, capsys):
-    smoke.run(triton.http_url, triton.grpc_url)
+    smoke.run(triton.http_url, triton.grpc_url)  # the shipped repository: linear and embed, 3 paths each
     out = capsys.readouterr().out
-    assert out.count("ok  ") == 3 and "HTTP JSON" in out and "HTTP binary" in out and "gRPC" in out
+    assert out.count("ok  ") == 6 and out.count(f"  {contract.MODEL}  ") == 3 and "HTTP JSON" in out and "HTTP binary" in out and "gRPC" in out
 
 
 @pytest.mark.parametrize("protocol", ["http-json", "http-binary", "grpc"])

@@ -1,6 +1,8 @@
 """`make validate`: Triton's own ModelConfig proto, every problem named by file and field."""
 from __future__ import annotations
 
+import io
+import json
 import shutil
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from tritonops import models, settings, validate
+from tritonops import descriptor, models, settings, smoke, validate
 
 
 @pytest.fixture
@@ -274,6 +276,14 @@ def test_a_different_valid_model_passes_and_triton_agrees(tmp_path, serve_reposi
     (repo / "adder" / "3" / "model.py").write_text(textwrap.dedent(ADDER_MODEL))
     (repo / "quad" / "1").mkdir(parents=True)
     (repo / "quad" / "config.pbtxt").write_text(QUAD_CONFIG)
+    assert problems(repo) == [f"{repo / m / descriptor.FILENAME}: missing: every model needs a descriptor "
+                              f"(`make contract MODEL={m}` writes one from a running server; a step reached only "
+                              'through an ensemble: {"ensemble_step_of": "<ensemble>"})' for m in ("adder", "quad")]
+    int32 = lambda shape, data: {"datatype": "INT32", "shape": shape, "data": data}  # noqa: E731
+    (repo / "adder" / descriptor.FILENAME).write_text(json.dumps({"samples": [
+        {"inputs": {"a": int32([2], [1, 2]), "b": int32([2], [10, 20])}, "outputs": {"sum": int32([2], [11, 22])}}]}))
+    (repo / "quad" / descriptor.FILENAME).write_text(json.dumps({"samples": [
+        {"inputs": {"x": int32([3], [1, 2, 5])}, "outputs": {"z": int32([3], [4, 8, 20])}}]}))
     assert problems(repo) == []
 
     import tritonclient.http as httpclient
@@ -289,6 +299,9 @@ def test_a_different_valid_model_passes_and_triton_agrees(tmp_path, serve_reposi
         x = httpclient.InferInput("x", [3], "INT32")
         x.set_data_from_numpy(np.array([1, 2, 5], dtype=np.int32))
         assert client.infer("quad", [x]).as_numpy("z").tolist() == [4, 8, 20]
+    out = io.StringIO()
+    smoke.run(server.http_url, server.grpc_url, out=out, repository=repo)  # their descriptors, 3 paths each
+    assert out.getvalue().count("ok  ") == 6 and out.getvalue().count("  quad  ") == 3, out.getvalue()
 
 
 def test_missing_repository_and_empty_repository(tmp_path):

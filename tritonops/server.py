@@ -219,7 +219,8 @@ class LocalServer(LoopbackUrls):
     def start(self) -> "LocalServer":
         from . import validate  # clear per-field errors beat Triton's first-failure-only log
 
-        problems = validate.validate_repository(self.repository)
+        # Not the descriptors: serving a model comes before `tritonops contract` describes it.
+        problems = validate.validate_repository(self.repository, descriptors=False)
         if problems:
             raise ServerError("invalid model repository:\n" + "\n".join(f"  {p}" for p in problems))
         for role, port in self.ports.items():

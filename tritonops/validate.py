@@ -4,7 +4,9 @@ Every config.pbtxt is parsed with protobuf text_format into Triton's own ModelCo
 (tritonclient's model_config_pb2), then checked for what Triton would reject at load time. All
 problems are reported at once, each naming the file and the field. Files git does not carry (a
 version directory's SHA256SUMS lists them: `make models` puts them there) must be present and hash
-to what the manifest says. Ensembles are checked against the models of the same repository.
+to what the manifest says. Ensembles are checked against the models of the same repository. Every
+model has a descriptor (tritonops.json, tritonops/descriptor.py) whose samples match its config.pbtxt,
+or is marked as a step reached only through an ensemble of the repository.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
+from . import descriptor as descriptors
 from . import models as model_files
 
 # File Triton loads from a version directory when default_model_filename is not set.
@@ -275,20 +278,97 @@ def _model_dirs(repo: Path) -> list[Path]:
     return sorted(p for p in repo.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def validate_repository(repo: Path) -> list[Problem]:
+def validate_repository(repo: Path, descriptors: bool = True) -> list[Problem]:
+    """Every problem of the repository; descriptors=False leaves out the tritonops.json checks (what
+    Triton itself needs: a server may serve a model before `tritonops contract` describes it)."""
     repo = Path(repo)
     if not repo.is_dir():
         return [Problem(repo, "", "model repository directory does not exist")]
     models = _model_dirs(repo)
     if not models:
         return [Problem(repo, "", "no model directories")]
-    problems = [problem for model in models for problem in validate_model(model)]
+    own = {model.name: validate_model(model) for model in models}
+    problems = [problem for model in models for problem in own[model.name]]
     configs = {m.name: load_config(m / "config.pbtxt")[0] if (m / "config.pbtxt").is_file() else None for m in models}
     for model in models:
         config = configs[model.name]
         if config is not None and _is_ensemble(config):
-            problems += _check_ensemble(model / "config.pbtxt", config, configs)
+            found = _check_ensemble(model / "config.pbtxt", config, configs)
+            own[model.name] += found
+            problems += found
+    if not descriptors:
+        return problems
+    broken = {name for name, found in own.items() if found or configs[name] is None}
+    for model in models:  # the descriptors last: the config's own problems come first
+        if configs[model.name] is not None:
+            problems += _check_descriptor(model, configs[model.name], configs, bool(own[model.name]), broken)
     return problems
+
+
+def datatype_name(data_type: int) -> str:
+    """A config's data type as the protocol spells it: TYPE_FP32 -> FP32, TYPE_STRING -> BYTES."""
+    name = mc.DataType.Name(data_type).removeprefix("TYPE_")
+    return "BYTES" if name == "STRING" else name
+
+
+def _check_tensor_shape(where: str, shape: tuple[int, ...], dims, max_batch_size: int) -> str | None:
+    want = ([f"1..{max_batch_size}"] if max_batch_size > 0 else []) + [str(d) if d != -1 else "any" for d in dims]
+    body = shape[1:] if max_batch_size > 0 else shape
+    if max_batch_size > 0 and (not shape or not 1 <= shape[0] <= max_batch_size):
+        return f"{where}: shape {list(shape)} needs a batch dimension of 1..{max_batch_size} first (config: [{', '.join(want)}])"
+    if len(body) != len(dims) or any(d != -1 and d != s for d, s in zip(dims, body)):
+        return f"{where}: shape {list(shape)} does not match the config's [{', '.join(want)}]"
+    return None
+
+
+def _check_samples(desc: descriptors.Descriptor, config: mc.ModelConfig) -> list[Problem]:
+    """Each sample's tensors against config.pbtxt: names, datatypes, dims and the batch dimension."""
+    problems = []
+    declared = {"inputs": {t.name: t for t in config.input}, "outputs": {t.name: t for t in config.output}}
+    for i, sample in enumerate(desc.samples):
+        for kind, tensors in (("inputs", sample.inputs), ("outputs", sample.outputs)):
+            for t in tensors:
+                field = f"samples[{i}].{kind}.{t.name}"
+                if t.name not in declared[kind]:
+                    problems.append(Problem(desc.path, field, f"'{t.name}' is not an {kind[:-1]} of {config.name or desc.model} "
+                                                              f"(config.pbtxt: {', '.join(declared[kind]) or 'none'})"))
+                    continue
+                cfg = declared[kind][t.name]
+                if t.datatype != datatype_name(cfg.data_type):
+                    problems.append(Problem(desc.path, f"{field}.datatype",
+                                            f"{t.datatype}, but config.pbtxt declares {mc.DataType.Name(cfg.data_type)} "
+                                            f"({datatype_name(cfg.data_type)})"))
+                wrong = _check_tensor_shape(f"{field}.shape", t.shape, list(cfg.dims), config.max_batch_size)
+                if wrong:
+                    problems.append(Problem(desc.path, f"{field}.shape", wrong.split(": ", 1)[1]))
+        given = {t.name for t in sample.inputs}
+        for name, t in declared["inputs"].items():
+            if name not in given and not t.optional:
+                problems.append(Problem(desc.path, f"samples[{i}].inputs", f"required input '{name}' is missing"))
+    return problems
+
+
+def _check_descriptor(model: Path, config: mc.ModelConfig, configs: dict, own_problems: bool,
+                      broken: set[str]) -> list[Problem]:
+    """broken: models whose config.pbtxt has problems of its own (reported there, not again here)."""
+    path = model / descriptors.FILENAME
+    try:
+        desc = descriptors.load(model)
+    except FileNotFoundError:
+        return [Problem(path, "", f"missing: every model needs a descriptor (`make contract MODEL={model.name}` writes one "
+                                  "from a running server; a step reached only through an ensemble: "
+                                  '{"ensemble_step_of": "<ensemble>"})')]
+    except descriptors.DescriptorError as exc:
+        return [Problem(exc.path, f, m) for f, m in exc.problems]
+    if desc.ensemble_step_of is not None:
+        parent = configs.get(desc.ensemble_step_of)
+        if desc.ensemble_step_of not in configs:
+            return [Problem(path, "ensemble_step_of", f"'{desc.ensemble_step_of}' is not a model in {model.parent}")]
+        if parent is not None and desc.ensemble_step_of not in broken and (not _is_ensemble(parent) or
+                                   model.name not in {s.model_name for s in parent.ensemble_scheduling.step}):
+            return [Problem(path, "ensemble_step_of", f"'{desc.ensemble_step_of}' is not an ensemble with a step '{model.name}'")]
+        return []
+    return [] if own_problems else _check_samples(desc, config)
 
 
 def main(argv: list[str] | None = None) -> int:

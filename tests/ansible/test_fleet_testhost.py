@@ -182,7 +182,7 @@ def deployed(fleet):
 
 
 def test_the_gateway_answers_for_the_fleet(deployed):
-    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}")
+    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[contract.MODEL])  # linear-only fleet
     states = server_states(deployed.stats_url)
     for backend in ("triton_http", "triton_grpc", "triton_metrics"):
         assert {states[(backend, name)] for name in GPU} == {"UP"}, states
@@ -284,7 +284,7 @@ def test_killed_backend_leaves_rotation_within_bound_and_comes_back(deployed):
     assert back <= BACK_UP_S, f"{back:.1f} s to come back UP: {states.check_log('tritonops-gpu1', restarted)}"
     assert result.requests > 200, load_summary(result)
     assert result.failures <= 2, load_summary(result)  # the aim is 0: reported above; a burst would be a regression
-    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}")
+    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[contract.MODEL])  # linear-only fleet
 
 
 def test_release_broken_on_host_2_leaves_the_fleet_on_the_previous_release(deployed, tmp_path):
@@ -312,7 +312,7 @@ def test_release_broken_on_host_2_leaves_the_fleet_on_the_previous_release(deplo
     print(f"\n(c) broken release on host 2 of 2 under load: {load_summary(result)}; gateway states: "
           f"{ {n: states.history(n) for n in GPU} }")
     assert result.requests > 200 and result.failures == 0, load_summary(result)
-    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}")
+    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[contract.MODEL])  # linear-only fleet
 
 
 def test_chunked_body_through_the_fleet_gateway_restarts_no_backend(deployed):
@@ -324,7 +324,7 @@ def test_chunked_body_through_the_fleet_gateway_restarts_no_backend(deployed):
     time.sleep(2.5)  # a crash would show in the next health checks (every second, out after two)
     assert {name: triton_container(deployed.hosts[name]) for name in GPU} == before
     assert set(server_states(deployed.stats_url).values()) == {"UP"}
-    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}")
+    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[contract.MODEL])  # linear-only fleet
 
 
 def test_removing_and_adding_a_host_reloads_the_gateway_gracefully(deployed, tmp_path):

@@ -87,7 +87,7 @@ def test_seed_request_over_published_http_and_grpc(stack):
     http_url, grpc_url, _ = urls(stack)
     out = io.StringIO()
     smoke.run(http_url, grpc_url, out=out)  # raises SmokeFailure naming the path and the mismatch
-    assert out.getvalue().count("ok ") == 3, out.getvalue()
+    assert out.getvalue().count("ok ") == 6, out.getvalue()  # linear and embed, 3 paths each
 
 
 def load_times(log: str) -> dict[str, float]:

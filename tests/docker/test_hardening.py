@@ -112,7 +112,8 @@ def test_hardened_stack_answers_the_seed_request(stack, docker_client):
     env = stack.env
     host = env["BIND_ADDRESS"]
     out = io.StringIO()
-    smoke.run(f"{host}:{env['HOST_HTTP_PORT']}", f"{host}:{env['HOST_GRPC_PORT']}", out=out)
+    # this module's stack mounts a linear-only copy (conftest: no STACK_SERVES_EMBED)
+    smoke.run(f"{host}:{env['HOST_HTTP_PORT']}", f"{host}:{env['HOST_GRPC_PORT']}", out=out, models=[settings.MODEL_NAME])
     assert out.getvalue().count("ok ") == 3, out.getvalue()
     triton = container(stack, docker_client, "triton")
     assert triton.attrs["RestartCount"] == 0 and triton.attrs["State"]["Health"]["Status"] == "healthy"
