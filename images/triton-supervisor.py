@@ -7,9 +7,11 @@ python3 standard library only (Debian's 3.11 in the CPU base, Ubuntu's 3.12 in N
     tritonops-supervisor run tritonserver --model-repository=...   the image's CMD ends with this
     tritonops-supervisor check                                      the image's HEALTHCHECK
 
-`check` sends the model's check request (TRITON_LIVENESS_REQUEST, gateway/check-request.json: the
-gateway's probe too) to TRITON_LIVENESS_MODEL on 127.0.0.1:TRITON_HTTP_PORT and exits 0 only for an
-HTTP 200 whose outputs are the model's (metadata), of the right shape, all finite numbers.
+`check` sends one sample of every health-checked model of the repository (MODEL_REPOSITORY, /models:
+each model's tritonops.json, its first sample; ensemble steps are checked through their ensemble) to
+127.0.0.1:TRITON_HTTP_PORT and exits 0 only when every answer is an HTTP 200 whose outputs are the
+model's (metadata), of the right shape, all finite numbers, and equal to the sample's expected outputs
+within their tolerances where it has them. A repository without samples is checked by /v2/health/ready.
 
 `run` runs the command as its child (tini stays PID 1 with compose's `init: true`), forwards
 SIGTERM/SIGINT/SIGHUP/SIGQUIT/SIGUSR1/SIGUSR2 to it and exits with its exit code (128+N for a
@@ -47,6 +49,9 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signa
 STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # tritonserver exits on these: no restart wanted
 WAITED = {*FORWARDED, signal.SIGCHLD}  # blocked, and taken in the main loop (run)
 ANSWER_CHARS = 300  # of a failing answer, in the log
+# tritonops.descriptor's file name and default tolerances (stdlib only here; tests/test_supervisor.py keeps them equal).
+DESCRIPTOR = "tritonops.json"
+DEFAULT_RTOL, DEFAULT_ATOL = 1e-5, 1e-5
 
 
 def log(message: str) -> None:
@@ -58,22 +63,47 @@ class Settings:
 
     def __init__(self, environ=os.environ):
         self.port = int(environ.get("TRITON_HTTP_PORT", "8000"))
-        self.model = environ.get("TRITON_LIVENESS_MODEL", "")
-        self.request_file = environ.get("TRITON_LIVENESS_REQUEST", "")
+        self.repository = environ.get("MODEL_REPOSITORY", "")
         self.interval = float(environ.get("TRITON_LIVENESS_INTERVAL_SECS", "2"))
         self.timeout = float(environ.get("TRITON_LIVENESS_TIMEOUT_SECS", "3"))
         self.failures = int(environ.get("TRITON_LIVENESS_FAILURES", "3"))
         if self.interval <= 0 or self.timeout <= 0 or self.failures < 0:
             raise ValueError("TRITON_LIVENESS_INTERVAL_SECS and _TIMEOUT_SECS must be > 0, _FAILURES >= 0")
-        self.body = b""
-        if self.model:
-            with open(self.request_file, "rb") as f:  # a missing file is a broken image: fail loudly
-                self.body = f.read()
-            json.loads(self.body)
+        self.probes = probes(self.repository) if self.repository else []
 
     def describe(self) -> str:
-        what = f"an inference of {self.model}" if self.model else "/v2/health/ready (TRITON_LIVENESS_MODEL is empty)"
+        what = (f"an inference of {', '.join(p.model for p in self.probes)}" if self.probes
+                else f"/v2/health/ready (no model with samples in {self.repository or 'MODEL_REPOSITORY (unset)'})")
         return f"{what} every {self.interval:g} s, timeout {self.timeout:g} s"
+
+
+class Probe:
+    """One model's check: the first sample of its descriptor as a KServe v2 JSON body, and the expected
+    outputs (name -> (values, rtol, atol)) where the sample has them."""
+
+    def __init__(self, model: str, sample: dict):
+        self.model = model
+        self.request = {"inputs": [{"name": name, "datatype": t["datatype"], "shape": t["shape"], "data": t["data"]}
+                                   for name, t in sample["inputs"].items()]}
+        self.body = json.dumps(self.request, separators=(",", ":")).encode()
+        self.expected = {name: (t["data"], t.get("rtol", DEFAULT_RTOL), t.get("atol", DEFAULT_ATOL))
+                         for name, t in (sample.get("outputs") or {}).items()}
+
+
+def probes(repository: str) -> list[Probe]:
+    """The health-checked models of a repository, by name. A descriptor that cannot be read is a broken
+    deployment (tritonops validate refuses it before any deploy): fail loudly."""
+    found = []
+    for model in sorted(os.listdir(repository)):
+        path = os.path.join(repository, model, DESCRIPTOR)
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            descriptor = json.load(f)
+        if descriptor.get("ensemble_step_of") or not descriptor.get("health_check", True) or not descriptor.get("samples"):
+            continue
+        found.append(Probe(model, descriptor["samples"][0]))
+    return found
 
 
 def _flat(values) -> list:
@@ -126,22 +156,45 @@ def check_answer(request: dict, metadata: dict, answer: dict) -> str | None:
     return None
 
 
+def expected_problem(probe: Probe, answer: dict) -> str | None:
+    """None when every expected output matches (numbers: |got - want| <= atol + rtol * |want|, as numpy's
+    isclose; strings and booleans: equal)."""
+    outputs = {o.get("name"): _flat(o.get("data")) for o in answer.get("outputs") or []}
+    for name, (want, rtol, atol) in probe.expected.items():
+        got = outputs.get(name)
+        if got is None or len(got) != len(want):
+            return f"output {name!r}: {0 if got is None else len(got)} values, the sample expects {len(want)}"
+        for i, (g, w) in enumerate(zip(got, want)):
+            numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (g, w))
+            if not (abs(g - w) <= atol + rtol * abs(w) if numbers else g == w):
+                return f"output {name!r}[{i}] = {g!r}, the sample expects {w!r} (rtol {rtol:g}, atol {atol:g})"
+    return None
+
+
+def check_probe(base: str, probe: Probe, deadline: float) -> str | None:
+    status, body = _http(f"{base}/models/{probe.model}/infer", deadline, probe.body)
+    if status != 200:
+        return f"HTTP {status} {body[:ANSWER_CHARS].decode(errors='replace').strip()}"
+    answer = json.loads(body)
+    status, meta = _http(f"{base}/models/{probe.model}", deadline)
+    if status != 200:
+        return f"model metadata: HTTP {status} {meta[:ANSWER_CHARS].decode(errors='replace').strip()}"
+    return check_answer(probe.request, json.loads(meta), answer) or expected_problem(probe, answer)
+
+
 def check(cfg: Settings) -> str | None:
-    """One liveness check within cfg.timeout: None when the model answered correctly, else why not."""
+    """One liveness check within cfg.timeout: None when every model answered correctly, else why not."""
     base = f"http://127.0.0.1:{cfg.port}/v2"
     deadline = time.monotonic() + cfg.timeout
     try:
-        if not cfg.model:
+        if not cfg.probes:
             status, body = _http(f"{base}/health/ready", deadline)
             return None if status == 200 else f"/v2/health/ready answered HTTP {status}"
-        status, body = _http(f"{base}/models/{cfg.model}/infer", deadline, cfg.body)
-        if status != 200:
-            return f"HTTP {status} {body[:ANSWER_CHARS].decode(errors='replace').strip()}"
-        answer = json.loads(body)
-        status, meta = _http(f"{base}/models/{cfg.model}", deadline)
-        if status != 200:
-            return f"model metadata: HTTP {status} {meta[:ANSWER_CHARS].decode(errors='replace').strip()}"
-        return check_answer(json.loads(cfg.body), json.loads(meta), answer)
+        for probe in cfg.probes:
+            why = check_probe(base, probe, deadline)
+            if why:
+                return f"{probe.model}: {why}"
+        return None
     except TimeoutError:
         return f"no answer within {cfg.timeout:g} s"
     except (OSError, ValueError, AttributeError, TypeError) as exc:  # refused, reset, not JSON, odd JSON

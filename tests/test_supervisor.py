@@ -12,30 +12,45 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
 
+from tritonops import descriptor as descriptor_file
 from tritonops import settings
 from tritonops.images import PROJECT_FILES
 
 SCRIPT = PROJECT_FILES["triton-supervisor.py"]
-REQUEST = PROJECT_FILES["check-request.json"]
 spec = importlib.util.spec_from_file_location("triton_supervisor", SCRIPT)
 supervisor = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(supervisor)
 
-METADATA = {"name": "linear", "outputs": [{"name": "y", "datatype": "FP32", "shape": [-1, 1]}]}
+# A model no project file mentions: the supervisor reads what the repository's descriptors say.
+MODEL = "scorer"
+SAMPLE = {"inputs": {"ids": {"datatype": "INT32", "shape": [1, 2], "data": [3, 4]}},
+          "outputs": {"score": {"datatype": "FP32", "shape": [1, 1], "data": [5.99], "atol": 0.001}}}
+METADATA = {"name": MODEL, "outputs": [{"name": "score", "datatype": "FP32", "shape": [-1, 1]}]}
 HANG_S = 10  # the fake's "hang": far past the 1 s check timeout, so a missing timeout cannot pass
-GOOD = {"model_name": "linear", "outputs": [{"name": "y", "datatype": "FP32", "shape": [1, 1], "data": [5.99]}]}
+GOOD = {"model_name": MODEL, "outputs": [{"name": "score", "datatype": "FP32", "shape": [1, 1], "data": [5.9903]}]}
+
+
+def write_repository(root: Path) -> Path:
+    """scorer (checked), an ensemble step and a model with health_check false (neither probed alone)."""
+    descriptors = {MODEL: {"samples": [SAMPLE]}, "step": {"ensemble_step_of": MODEL},
+                   "quiet": {"samples": [SAMPLE], "health_check": False}}
+    for name, descriptor in descriptors.items():
+        (root / name).mkdir(parents=True)
+        (root / name / descriptor_file.FILENAME).write_text(json.dumps(descriptor))
+    return root
 
 
 class FakeTriton(http.server.ThreadingHTTPServer):
-    """Answers /v2/models/linear(/infer) as `mode` says: ok, 500, hang, nan, shape."""
+    """Answers /v2/models/scorer(/infer) as `mode` says: ok, 500, hang, nan, shape, wrong."""
     daemon_threads = True
 
-    def __init__(self):
-        self.mode = "ok"
+    def __init__(self, repository: Path):
+        self.mode, self.repository, self.posts = "ok", repository, []
         super().__init__(("127.0.0.1", 0), Handler)
 
 
@@ -52,26 +67,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def do_GET(self):
-        self.reply(200, METADATA) if self.path == "/v2/models/linear" else self.reply(404, {"error": "no"})
+        if self.path == f"/v2/models/{MODEL}":
+            return self.reply(200, METADATA)
+        self.reply(200, {}) if self.path == "/v2/health/ready" else self.reply(404, {"error": "no"})
 
     def do_POST(self):
-        self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.posts.append((self.path, json.loads(self.rfile.read(int(self.headers["Content-Length"])))))
         mode = self.server.mode
         if mode == "hang":
             time.sleep(HANG_S)
         if mode == "500":
-            return self.reply(500, {"error": "Stub process 'linear_0_0' is not healthy."})
+            return self.reply(500, {"error": f"Stub process '{MODEL}_0_0' is not healthy."})
         answer = json.loads(json.dumps(GOOD))
         if mode == "nan":
             answer["outputs"][0]["data"] = [float("nan")]
         if mode == "shape":
             answer["outputs"][0]["shape"], answer["outputs"][0]["data"] = [1, 2], [1.0, 2.0]
+        if mode == "wrong":
+            answer["outputs"][0]["data"] = [7.5]
         self.reply(200, answer)
 
 
 @pytest.fixture
-def fake():
-    server = FakeTriton()
+def fake(tmp_path):
+    server = FakeTriton(write_repository(tmp_path / "models"))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -80,15 +99,15 @@ def fake():
 
 
 def environ(server, **knobs) -> dict[str, str]:
-    return {**os.environ, "TRITON_HTTP_PORT": str(server.server_address[1]), "TRITON_LIVENESS_MODEL": "linear",
-            "TRITON_LIVENESS_REQUEST": str(REQUEST), "TRITON_LIVENESS_INTERVAL_SECS": "0.2",
-            "TRITON_LIVENESS_TIMEOUT_SECS": "1", "TRITON_LIVENESS_FAILURES": "3",
+    return {**os.environ, "TRITON_HTTP_PORT": str(server.server_address[1]), "MODEL_REPOSITORY": str(server.repository),
+            "TRITON_LIVENESS_INTERVAL_SECS": "0.2", "TRITON_LIVENESS_TIMEOUT_SECS": "1", "TRITON_LIVENESS_FAILURES": "3",
             "PYTHONFAULTHANDLER": "1", **knobs}  # a hung supervisor's stack on SIGABRT
 
 
 @pytest.mark.parametrize("mode, why", [
-    ("ok", None), ("500", "HTTP 500 {\"error\": \"Stub process 'linear_0_0' is not healthy.\"}"),
+    ("ok", None), ("500", f"scorer: HTTP 500 {{\"error\": \"Stub process '{MODEL}_0_0' is not healthy.\"}}"),
     ("hang", "no answer within 1 s"), ("nan", "not finite"), ("shape", "has shape [1, 2], the model says [-1, 1]"),
+    ("wrong", "scorer: output 'score'[0] = 7.5, the sample expects 5.99 (rtol 1e-05, atol 0.001)"),
 ])
 def test_check_accepts_only_a_correct_answer(fake, mode, why):
     fake.mode = mode
@@ -100,17 +119,42 @@ def test_check_accepts_only_a_correct_answer(fake, mode, why):
     assert (got is None) if why is None else (why in got), got
 
 
-def test_check_reports_a_refused_connection():
-    cfg = supervisor.Settings({"TRITON_HTTP_PORT": "1", "TRITON_LIVENESS_MODEL": "linear",
-                               "TRITON_LIVENESS_REQUEST": str(REQUEST)})
+def test_the_probes_are_the_repositorys_checked_models(fake):
+    """One sample of each health-checked model, sent as its descriptor writes it; ensemble steps and
+    models with health_check false are not probed alone."""
+    cfg = supervisor.Settings(environ(fake))
+    assert [p.model for p in cfg.probes] == [MODEL] and MODEL in cfg.describe()
+    assert supervisor.check(cfg) is None
+    assert fake.posts == [(f"/v2/models/{MODEL}/infer",
+                           {"inputs": [{"name": "ids", "datatype": "INT32", "shape": [1, 2], "data": [3, 4]}]})]
+    shipped = supervisor.probes(str(settings.MODEL_REPOSITORY))
+    assert [p.model for p in shipped] == ["embed", "linear"]
+
+
+def test_a_repository_without_samples_is_checked_by_readiness(fake, tmp_path):
+    cfg = supervisor.Settings({**environ(fake), "MODEL_REPOSITORY": str(tmp_path)})
+    assert cfg.probes == [] and "/v2/health/ready" in cfg.describe()
+    assert supervisor.check(cfg) is None and fake.posts == []
+
+
+def test_the_supervisor_reads_descriptors_as_tritonops_writes_them():
+    """Its stdlib twins of tritonops.descriptor's name and default tolerances."""
+    assert supervisor.DESCRIPTOR == descriptor_file.FILENAME
+    assert (supervisor.DEFAULT_RTOL, supervisor.DEFAULT_ATOL) == (descriptor_file.DEFAULT_RTOL, descriptor_file.DEFAULT_ATOL)
+
+
+def test_the_shipped_models_pass_the_check_against_the_real_triton(triton):
+    """Every health-checked model of the shipped repository (linear and the embed ensemble) answers its
+    descriptor's sample within the liveness timeout, on the wheel's Triton."""
+    cfg = supervisor.Settings({"TRITON_HTTP_PORT": str(triton.ports["http"]), "MODEL_REPOSITORY": str(settings.MODEL_REPOSITORY),
+                               "TRITON_LIVENESS_TIMEOUT_SECS": settings.get("TRITON_LIVENESS_TIMEOUT_SECS")})
+    assert [p.model for p in cfg.probes] == ["embed", "linear"]
+    assert supervisor.check(cfg) is None
+
+
+def test_check_reports_a_refused_connection(fake):
+    cfg = supervisor.Settings({**environ(fake), "TRITON_HTTP_PORT": "1"})
     assert "refused" in supervisor.check(cfg).lower()
-
-
-def test_the_check_request_is_the_gateways_and_the_model_answers_it_in_shape():
-    """One body for the gateway's probe and the container's: gateway/check-request.json."""
-    body = json.loads(REQUEST.read_text())
-    assert supervisor.check_answer(body, METADATA, GOOD) is None
-    assert body["inputs"][0]["shape"][0] == 1 and settings.get("MODEL_NAME") == "linear"
 
 
 def supervise(server, *child: str, **knobs) -> subprocess.Popen:
@@ -140,7 +184,7 @@ def test_run_exits_after_failures_in_a_row_and_stops_the_child(fake):
     out += proc.communicate(timeout=20)[0]
     took = time.monotonic() - started
     assert proc.returncode == supervisor.EXIT_NOT_ANSWERING, out
-    assert "first correct answer" in out and "liveness check 1/3 failed: HTTP 500" in out, out
+    assert "first correct answer" in out and "liveness check 1/3 failed: scorer: HTTP 500" in out, out
     assert "NOT ANSWERING: 3 liveness checks in a row failed" in out and "is not healthy" in out, out
     assert "tritonserver stopped (exit code 0)" in out, out  # SIGTERM, and the child exited on it
     assert took < 3 * (0.2 + 1) + 1, took

@@ -295,9 +295,8 @@ def have_locked_wheels(flavour: Flavour, path: Path) -> bool:
 
 
 # Files the project image's Dockerfile COPYs besides its wheels: {name in the context: file here}.
-# The liveness supervisor and the model's check request, the one the gateway's probe sends too.
-PROJECT_FILES = {"triton-supervisor.py": IMAGES / "triton-supervisor.py",
-                 "check-request.json": settings.ROOT / "gateway" / "check-request.json"}
+# The liveness supervisor (it reads the models' checks from the mounted repository).
+PROJECT_FILES = {"triton-supervisor.py": IMAGES / "triton-supervisor.py"}
 
 
 def _context(dockerfile: Path, wheels: list[Path], lock: Path | None = None,
@@ -334,11 +333,11 @@ def docker_build(dockerfile: Path, wheels: list[Path], tag: str, args: dict[str,
 
 def build_args(flavour: Flavour) -> dict[str, str]:
     """The values images/Dockerfile declares as ARG: the flavour's Triton and tag (labels), the pins,
-    ports, mode, exit timeout, model name and liveness knobs from versions.env."""
+    ports, mode, exit timeout and liveness knobs from versions.env."""
     return {"TRITON_VERSION": flavour.triton, "NGC_TAG": flavour.tag,
             **{k: settings.get(k) for k in ("TORCH_VERSION", "TRANSFORMERS_VERSION", "NUMPY_VERSION", "HTTP_PORT",
                                             "GRPC_PORT", "METRICS_PORT", "MODEL_CONTROL_MODE",
-                                            "TRITON_EXIT_TIMEOUT_SECS", "MODEL_NAME", "TRITON_LIVENESS_INTERVAL_SECS",
+                                            "TRITON_EXIT_TIMEOUT_SECS", "TRITON_LIVENESS_INTERVAL_SECS",
                                             "TRITON_LIVENESS_TIMEOUT_SECS", "TRITON_LIVENESS_FAILURES")}}
 
 
