@@ -230,6 +230,7 @@ def test_a_reload_answers_a_kept_alive_connection_instead_of_closing_it(gw):
         answer = (second.status, second.getheader("connection"), second.read())
     except (ConnectionError, http.client.HTTPException) as exc:
         answer = exc
+    kept.close()
     assert not isinstance(answer, Exception) and answer[:2] == (200, "close"), f"the kept-alive request after a reload got {answer!r}"
     assert master.is_running() and gw.proc.poll() is None
     status, _ = request(gw.http_url, "POST", path, body.encode())
