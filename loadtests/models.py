@@ -14,14 +14,15 @@ ensemble, not loaded alone), weighted equally: the pool holds as many requests p
 number of samples (POOL_PER_MODEL, the samples in turn), shuffled. Locust names each request
 `<model> [json|binary]`.
 
-What is checked, per answer, cheaply (tritonops.prepared: no tritonclient, no numpy per request): every expected output of
-the sample is present with its shape and datatype; numbers within the sample's tolerance
+What is checked, per answer, cheaply (tritonops.prepared: no tritonclient, no numpy per request): every
+expected output of the sample is present with its shape and datatype; numbers within the sample's tolerance
 (|got - want| <= atol + rtol * |want|, np.isclose's rule; in binary, identical bytes pass at once),
 BYTES equal. A wrong answer is a failure. A sample with no stored outputs (a `reference` judges it, as the
 embed descriptor does): at start its answer is fetched once and judged by the reference
 (tritonops.descriptor.check, e.g. the transformers reference for embed); that answer, once right, is the
 expected output of every later request, within REFERENCE_RTOL / REFERENCE_ATOL (a dynamic batcher's
-other batch shapes move floats a little). A wrong first answer stops the run (an error in user code).
+other batch shapes move floats a little). A wrong first answer: no user can start (errors in user code,
+which the gate fails).
 
 The gate: `--slo descriptor` judges p99 latency and the error rate against the models' own `slo`
 (DEFAULT_SLO for keys left out; several models: the strictest of each); `--slo TABLE` judges a table of
@@ -132,12 +133,14 @@ def _judged_by_reference(host: str, desc: descriptor.Descriptor, sample: descrip
     tensors = []
     for name, y in answer.items():
         datatype = result.get_output(name)["datatype"]
-        tensors.append(descriptor.Tensor(name, datatype, tuple(y.shape), descriptor.values(y), REFERENCE_RTOL, REFERENCE_ATOL))
+        tensors.append(descriptor.Tensor(name, datatype, tuple(y.shape), descriptor.values(y),
+                                         REFERENCE_RTOL, REFERENCE_ATOL))
     return descriptor.Sample(sample.inputs, tensors)
 
 
 @functools.cache
-def _pool(host: str, repository: str, model: str, binary: bool) -> list[tuple[str, str, tuple[bytes, dict], tuple[prepared.Output, ...]]]:
+def _pool(host: str, repository: str, model: str, binary: bool
+          ) -> list[tuple[str, str, tuple[bytes, dict], tuple[prepared.Output, ...]]]:
     """POOL_PER_MODEL prepared requests per model: (model, path, (body, headers), expected outputs)."""
     opts = type("Opts", (), {"repository": repository, "model": model})
     pool = []

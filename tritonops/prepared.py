@@ -107,7 +107,8 @@ def check_binary_answer(body: bytes, header_length: int | None, want: tuple[Outp
 
 
 def http_request(sample: descriptor.Sample, output_names: list[str], binary: bool) -> tuple[bytes, dict[str, str]]:
-    """Body and headers of the KServe v2 HTTP request for sample (as tritonclient builds them), asking for output_names."""
+    """Body and headers of the KServe v2 HTTP request for sample (as tritonclient builds them), asking for
+    output_names."""
     import tritonclient.http as httpclient
 
     inputs = []
