@@ -164,5 +164,5 @@ loadtest: $(VENV_STAMP) ## Locust SLO gate against URL (MODEL=linear|embed|any m
 	$(VENV)/bin/tritonops loadtest --url $(URL) --model $(MODEL) --users $(USERS) --duration $(DURATION) \
 		$(if $(REPO),--repository $(REPO)) $(if $(TARGET),--target $(TARGET)) $(if $(RATE),--rate $(RATE)) $(LOADTEST_ARGS)
 
-bench: $(VENV_STAMP) ## perf_analyzer: shipped linear vs seed model vs identity floor, embed with/without batching, + Locust and the gateway at c=16 (~17 min on a busy 2-core box)
+bench: $(VENV_STAMP) ## perf_analyzer: shipped linear vs seed model vs identity floor, embed with/without batching, every other model with samples (BENCH_ARGS='--repository DIR'), + Locust and the gateway at c=16 (~17 min on a busy 2-core box)
 	$(VENV)/bin/tritonops bench $(BENCH_ARGS)
