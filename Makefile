@@ -148,6 +148,7 @@ testhost-shell: $(VENV_STAMP) ## boot the throwaway test host and keep it up unt
 # Load gate and benchmark (Locust's hooks in loadtests/slo_gate.py, tritonops/bench.py); reports go to reports/.
 # make loadtest URL=gpu-host:8000 USERS=64 DURATION=2m TARGET=gpu; RATE=500: open loop, p95 at 500 req/s;
 # MODEL=embed loads the embed ensemble (loadtests/embed.py; its TARGET defaults to local-cpu-embed);
+# MODEL=<any other model> [REPO=dir]: loadtests/models.py sends its descriptor's samples, gated by its `slo`;
 # LOADTEST_ARGS adds e.g. --binary, --user-class LinearGrpcUser, --processes 4.
 # BENCH_ARGS e.g. '--concurrency 16 --locust-duration 10s'.
 USERS ?= 16
@@ -159,9 +160,9 @@ LOADTEST_ARGS ?=
 BENCH_ARGS ?=
 .PHONY: loadtest bench
 
-loadtest: $(VENV_STAMP) ## Locust SLO gate against URL (MODEL=linear|embed, USERS, DURATION, TARGET of loadtests/thresholds.toml, RATE: open loop)
+loadtest: $(VENV_STAMP) ## Locust SLO gate against URL (MODEL=linear|embed|any model of REPO, USERS, DURATION, TARGET of loadtests/thresholds.toml, RATE: open loop)
 	$(VENV)/bin/tritonops loadtest --url $(URL) --model $(MODEL) --users $(USERS) --duration $(DURATION) \
-		$(if $(TARGET),--target $(TARGET)) $(if $(RATE),--rate $(RATE)) $(LOADTEST_ARGS)
+		$(if $(REPO),--repository $(REPO)) $(if $(TARGET),--target $(TARGET)) $(if $(RATE),--rate $(RATE)) $(LOADTEST_ARGS)
 
-bench: $(VENV_STAMP) ## perf_analyzer: shipped linear vs seed model vs identity floor, embed with/without batching, + Locust and the gateway at c=16 (~17 min on a busy 2-core box)
+bench: $(VENV_STAMP) ## perf_analyzer: shipped linear vs seed model vs identity floor, embed with/without batching, every other model with samples (BENCH_ARGS='--repository DIR'), + Locust and the gateway at c=16 (~17 min on a busy 2-core box)
 	$(VENV)/bin/tritonops bench $(BENCH_ARGS)

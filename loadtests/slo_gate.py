@@ -33,6 +33,9 @@ from tritonops import contract, loadgate, metrics
 # not (an ensemble runs once per request: its steps batch). Read when the test starts and ends.
 MODEL = contract.MODEL
 STEP = ""
+# A Locust file whose models carry their own SLO (loadtests/models.py) sets this: opts -> {model: slo of its
+# tritonops.json}; `--slo descriptor` then judges against those (loadgate.descriptor_thresholds).
+DESCRIPTOR_SLOS = None
 
 
 class WrongAnswer(Exception):
@@ -95,8 +98,11 @@ def _load_thresholds(environment, **_kwargs):
         problem = "--target-rps and --rate-per-user: give one of them"
     elif opts.slo:
         try:
-            RUN.limits = loadgate.load_thresholds(Path(opts.slo_file), opts.slo)
-        except loadgate.GateError as exc:
+            if opts.slo == loadgate.DESCRIPTOR_TARGET and DESCRIPTOR_SLOS is not None:
+                RUN.limits = loadgate.descriptor_thresholds(DESCRIPTOR_SLOS(opts))
+            else:
+                RUN.limits = loadgate.load_thresholds(Path(opts.slo_file), opts.slo)
+        except (loadgate.GateError, ValueError, OSError) as exc:
             problem = str(exc)
     if problem:
         sys.stderr.write(f"error: {problem}\n")
@@ -161,20 +167,38 @@ def judge(f: loadgate.LocustResult, limits: loadgate.Thresholds, server: metrics
             + (f" Most frequent failure: {f.errors[0][1]}" if f.errors else ""))
     v.check("errors in user code", str(len(f.exceptions)), "0", not f.exceptions,
             f"Locust caught {len(f.exceptions)} error(s) in user code (a user that could not start?): {f.exceptions[:1]}")
-    v.check("failed requests (client)", str(f.failures), f"<= {limits.max_failures}", f.failures <= limits.max_failures,
-            f"{f.failures} of {f.requests} requests failed" + (f"; most frequent: {f.errors[0][1]}" if f.errors else ""))
+    most = f"; most frequent: {f.errors[0][1]}" if f.errors else ""
+    if limits.max_error_rate is None:
+        v.check("failed requests (client)", str(f.failures), f"<= {limits.max_failures}", f.failures <= limits.max_failures,
+                f"{f.failures} of {f.requests} requests failed" + most)
+    else:
+        rate = f.failures / f.requests if f.requests else 0.0
+        v.check("failed requests (client)", f"{f.failures} ({rate:.2%})", f"<= {limits.max_error_rate:.2%} of requests",
+                rate <= limits.max_error_rate, f"{f.failures} of {f.requests} requests failed ({rate:.2%}, more than "
+                f"the {limits.max_error_rate:.2%} allowed)" + most)
     if server is not None:
-        v.check("failed inferences (server)", str(server.failure), f"<= {limits.max_failures}",
-                server.failure <= limits.max_failures, f"the server counted {server.failure} failed inferences")
-    v.check("p95 latency", f"{f.p95_ms:.1f} ms", f"<= {limits.p95_ms:g} ms", f.p95_ms <= limits.p95_ms,
-            f"p95 latency {f.p95_ms:.1f} ms is above the {limits.p95_ms:g} ms threshold"
-            + (f" at {target_rps:g} req/s" if target_rps else ""))
+        if limits.max_error_rate is None:
+            v.check("failed inferences (server)", str(server.failure), f"<= {limits.max_failures}",
+                    server.failure <= limits.max_failures, f"the server counted {server.failure} failed inferences")
+        else:
+            total = server.success + server.failure
+            rate = server.failure / total if total else 0.0
+            v.check("failed inferences (server)", f"{server.failure} ({rate:.2%})", f"<= {limits.max_error_rate:.2%}",
+                    rate <= limits.max_error_rate, f"the server counted {server.failure} failed inferences ({rate:.2%})")
+    if limits.p95_ms is not None:
+        v.check("p95 latency", f"{f.p95_ms:.1f} ms", f"<= {limits.p95_ms:g} ms", f.p95_ms <= limits.p95_ms,
+                f"p95 latency {f.p95_ms:.1f} ms is above the {limits.p95_ms:g} ms threshold"
+                + (f" at {target_rps:g} req/s" if target_rps else ""))
+    if limits.p99_ms is not None:
+        v.check("p99 latency", f"{f.p99_ms:.1f} ms", f"<= {limits.p99_ms:g} ms", f.p99_ms <= limits.p99_ms,
+                f"p99 latency {f.p99_ms:.1f} ms is above the {limits.p99_ms:g} ms threshold"
+                + (f" at {target_rps:g} req/s" if target_rps else ""))
     if target_rps:
         want = limits.min_rate_share * target_rps
         v.check("achieved rate (open loop)", f"{f.rps:.1f} req/s", f">= {want:g} req/s", f.rps >= want,
                 f"achieved {f.rps:.1f} req/s, below {limits.min_rate_share:.0%} of the {target_rps:g} req/s "
                 "target: the client or the server could not keep up")
-    else:
+    elif limits.min_rps is not None:
         v.check("throughput", f"{f.rps:.1f} req/s", f">= {limits.min_rps:g} req/s", f.rps >= limits.min_rps,
                 f"throughput {f.rps:.1f} req/s is below the {limits.min_rps:g} req/s threshold")
     return v
@@ -185,8 +209,10 @@ def report(environment, f: loadgate.LocustResult, limits: loadgate.Thresholds, s
     opts = environment.parsed_options
     load = f"{environment.runner.target_user_count or opts.num_users} users" + (
         f" at {opts.target_rps:g} req/s (open loop)" if opts.target_rps else "")
-    parts = [f"# Load test of {MODEL} at {environment.host}",
-             f"{load}, target `{limits.target}` of {opts.slo_file}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", "",
+    source = ("the models' tritonops.json `slo`" if limits.target.startswith(loadgate.DESCRIPTOR_TARGET)
+              else opts.slo_file)
+    parts = [f"# Load test of {MODEL or 'every model with samples'} at {environment.host}",
+             f"{load}, target `{limits.target}` of {source}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", "",
              loadgate.table(verdict.rows, ("check", "measured", "threshold", "result")), "",
              loadgate.table([("p50 latency", f"{f.p50_ms:g} ms"), ("p99 latency", f"{f.p99_ms:g} ms"),
                              ("avg latency", f"{f.avg_ms:.1f} ms"), *(server.rows() if server else []),

@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -19,59 +18,7 @@ import tritonclient.http as httpclient
 from tritonops import descriptor, settings, smoke, validate
 from tritonops.server import LocalServer, free_port
 
-MODEL = "tally_kit"
-CONFIG = """
-name: "tally_kit"
-backend: "python"
-max_batch_size: 8
-input [
-  { name: "numbers" data_type: TYPE_INT32 dims: [ -1 ] },
-  { name: "words" data_type: TYPE_STRING dims: [ -1 ] }
-]
-output [
-  { name: "total" data_type: TYPE_INT64 dims: [ 1 ] },
-  { name: "lengths" data_type: TYPE_INT32 dims: [ -1 ] },
-  { name: "half" data_type: TYPE_FP32 dims: [ 1 ] }
-]
-instance_group [ { kind: KIND_CPU count: 1 } ]
-"""
-MODEL_PY = """
-import numpy as np
-import triton_python_backend_utils as pb_utils
-
-
-class TritonPythonModel:
-    def execute(self, requests):
-        responses = []
-        for request in requests:
-            numbers = pb_utils.get_input_tensor_by_name(request, "numbers").as_numpy()
-            words = pb_utils.get_input_tensor_by_name(request, "words").as_numpy()
-            total = numbers.astype(np.int64).sum(axis=1, keepdims=True)
-            lengths = np.array([[len(w) for w in row] for row in words], dtype=np.int32)
-            responses.append(pb_utils.InferenceResponse([
-                pb_utils.Tensor("total", total), pb_utils.Tensor("lengths", lengths),
-                pb_utils.Tensor("half", (total / 2).astype(np.float32))]))
-        return responses
-"""
-# Written by hand, present before the server starts: Triton must ignore the file.
-HAND_WRITTEN = {
-    "samples": [{
-        "inputs": {"numbers": {"datatype": "INT32", "shape": [1, 3], "data": [1, 2, 3]},
-                   "words": {"datatype": "BYTES", "shape": [1, 3], "data": ["a", "bb", "ccc"]}},
-        "outputs": {"total": {"datatype": "INT64", "shape": [1, 1], "data": [6]},
-                    "lengths": {"datatype": "INT32", "shape": [1, 3], "data": [1, 2, 3]},
-                    "half": {"datatype": "FP32", "shape": [1, 1], "data": [3.0]}},
-    }],
-}
-
-
-def build_repository(root: Path) -> Path:
-    repo = root / "byom_repository"
-    (repo / MODEL / "1").mkdir(parents=True)
-    (repo / MODEL / "config.pbtxt").write_text(CONFIG)
-    (repo / MODEL / "1" / "model.py").write_text(textwrap.dedent(MODEL_PY))
-    (repo / MODEL / descriptor.FILENAME).write_text(json.dumps(HAND_WRITTEN, indent=2))
-    return repo
+from repos import BYOM_MODEL as MODEL, build_byom_repository as build_repository  # noqa: E402
 
 
 @pytest.fixture(scope="module")

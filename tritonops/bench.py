@@ -12,13 +12,16 @@ took (--tries). Then, for linear: an open-loop sweep at fractions of its measure
 tuning knobs against alternatives (bench_knobs: queue delay, instance count). Last, the embed
 ensemble with and without dynamic batching, and its load time (bench_embed). linear is served from a
 repository holding only it (a symlink to the shipped model), as seed and identity are: the embed
-pipeline's stubs would load beside it for nothing.
+pipeline's stubs would load beside it for nothing. Then every other model of --repository with samples
+(its tritonops.json; none in the shipped repository) gets the same perf_analyzer levels, sending its
+first sample (descriptor_rows), all of them on one server.
 Writes bench.md (tables), bench.png and bench-sweep.png (plots) and the raw CSVs to
 reports/bench/, prints the tables and the target ratios (all measured in this one run).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import resource
@@ -28,8 +31,8 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import (bench_embed, bench_knobs, bench_sweep, contract, gateway, loadgate, locustcost, metrics, perf_analyzer,
-               plots, serverstats, settings)
+from . import (bench_embed, bench_knobs, bench_sweep, contract, descriptor, gateway, loadgate, locustcost, metrics,
+               perf_analyzer, plots, serverstats, settings)
 from .models import ensure as ensure_model_files
 from .server import LocalServer, ServerError, free_port
 
@@ -138,6 +141,66 @@ def linear_only(dest: Path) -> Path:
     return dest
 
 
+# Models with a bench of their own (bench_model, embed_rows); every other model with samples gets descriptor_rows.
+DEDICATED = ("linear", "embed")
+
+
+def descriptor_input_data(sample: descriptor.Sample, batched: bool) -> dict:
+    """perf_analyzer's --input-data for a descriptor's sample: a batching model (max_batch_size > 0; perf_analyzer
+    -b 1 adds the batch dimension) gets one step per row of the sample, its shapes without the batch dimension;
+    a model that does not batch gets one step, the sample's whole tensors."""
+    if not batched:
+        return {"data": [{t.name: {"content": list(t.data), "shape": list(t.shape)} for t in sample.inputs}]}
+    steps = []
+    for row in range(sample.inputs[0].shape[0]):
+        step = {}
+        for t in sample.inputs:
+            size = 1
+            for d in t.shape[1:]:
+                size *= d
+            step[t.name] = {"content": list(t.data[row * size:(row + 1) * size]), "shape": list(t.shape[1:])}
+        steps.append(step)
+    return {"data": steps}
+
+
+def descriptor_rows(repository: Path, levels: list[int], opts: perf_analyzer.Options, out: Path, notes: list[str]
+                    ) -> list[Row]:
+    """A perf_analyzer row per level for every model of repository with samples (its tritonops.json) that has no
+    bench of its own (DEDICATED), sending its first sample (descriptor_input_data). One server for them all."""
+    from . import smoke, validate
+
+    try:
+        descs = [d for d in smoke.descriptors_of(repository) if d.model not in DEDICATED]
+    except smoke.SmokeFailure as exc:
+        print(f"bench: no descriptor rows: {exc}", flush=True)
+        notes.append(f"models of {repository}: not measured ({exc})")
+        return []
+    if not descs:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
+    try:
+        with LocalServer(repository, host="127.0.0.1", log_path=out / "descriptors.server.log", **ports) as server:
+            for desc in descs:
+                config, _ = validate.load_config(desc.path.parent / "config.pbtxt")
+                batched = config is not None and config.max_batch_size > 0
+                data = out / f"{desc.model}.input-data.json"
+                data.write_text(json.dumps(descriptor_input_data(desc.samples[0], batched), ensure_ascii=False))
+                print(f"bench: {desc.model} (its descriptor's first sample) ...", flush=True)
+                points, failed = perf_analyzer.against(server, desc.model, out / f"{desc.model}.perf_analyzer.csv", opts,
+                                                       concurrency=levels, extra_args=["--input-data", str(data)])
+                for level, why in failed.items():
+                    print(f"bench: {desc.model}: perf_analyzer gave no result at concurrency {level}: {why}", flush=True)
+                    notes.append(f"{desc.model}, concurrency {level}: perf_analyzer gave no result ({why}); "
+                                 "see perf_analyzer.log")
+                rows += [_row(desc.model, "perf_analyzer", p, 0.0) for p in points]
+    except (ServerError, perf_analyzer.PerfAnalyzerError) as exc:  # a note, not the end of the bench
+        print(f"bench: the models of {repository} were not measured: {exc}", flush=True)
+        notes.append(f"models of {repository}: not measured ({exc})")
+    return rows
+
+
 def embed_rows(levels: list[int], opts: perf_analyzer.Options, out: Path, notes: list[str]
                ) -> tuple[list[Row], dict[str, bench_embed.Measured]]:
     """bench_embed's two variants as rows (their load times in the second value); a variant that could
@@ -226,7 +289,9 @@ def markdown(rows: list[Row], checks, header: str) -> str:
 
 def plot(rows: list[Row], path: Path, title: str) -> None:
     fig, (left, right) = plots.figure(1, 2, figsize=(11, 4.2))
-    for model in (*MODELS, bench_embed.SHIPPED, bench_embed.UNBATCHED):  # embed's infer/s are sentences/s
+    known = (*MODELS, bench_embed.SHIPPED, bench_embed.UNBATCHED)  # embed's infer/s are sentences/s
+    others = sorted({r.model for r in rows if r.tool == "perf_analyzer"} - set(known))  # descriptor_rows
+    for model in (*known, *others):
         pts = sorted((r for r in rows if r.model == model and r.tool == "perf_analyzer"), key=lambda r: r.concurrency)
         if pts:
             xs = [p.concurrency for p in pts]
@@ -284,7 +349,8 @@ def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: st
         sweep_fractions: tuple[float, ...] = bench_sweep.FRACTIONS,
         alt_delay_us: int | None = bench_knobs.ALT_QUEUE_DELAY_US,
         alt_instances: int | None = bench_knobs.ALT_INSTANCES,
-        embed_levels: list[int] = list(bench_embed.LEVELS)) -> tuple[str, list[tuple[str, str, str, bool]]]:
+        embed_levels: list[int] = list(bench_embed.LEVELS),
+        repository: Path = settings.MODEL_REPOSITORY) -> tuple[str, list[tuple[str, str, str, bool]]]:
     out.mkdir(parents=True, exist_ok=True)
     opts = replace(opts, log_path=out / "perf_analyzer.log")
     opts.log_path.unlink(missing_ok=True)
@@ -309,6 +375,7 @@ def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: st
     if "embed" in models:
         extra, embedded = embed_rows(embed_levels, opts, out, notes)
         rows += extra
+    rows += descriptor_rows(repository, concurrency, opts, out, notes)  # models without a bench of their own
     sweep = found.get("sweep")
     load_after = os.getloadavg()
     checks = targets(rows, target_c) + bench_embed.targets(embedded)
@@ -362,6 +429,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="queue delay (us) to compare the shipped one with, at the target concurrency; empty skips")
     parser.add_argument("--knob-instances", default=str(bench_knobs.ALT_INSTANCES),
                         help="instance count to compare the shipped one with, at the target concurrency; empty skips")
+    parser.add_argument("--repository", type=Path, default=settings.MODEL_REPOSITORY,
+                        help="its models with samples other than linear and embed get perf_analyzer rows at "
+                             "--concurrency, sending their descriptor's first sample (one server for them)")
     parser.add_argument("--report-dir", type=Path, default=REPORTS)
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     a = parser.parse_args(argv)
@@ -390,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
         opts = perf_analyzer.Options(measurement_ms=a.measurement_ms, stability_pct=a.stability_percentage,
                                      tries=a.tries, asynchronous=not a.sync)
         text, checks = run(levels, opts, None if a.locust_duration in ("", "0") else a.locust_duration,
-                           a.report_dir, models, a.target_concurrency, fractions, alt_delay, alt_instances, embed_levels)
+                           a.report_dir, models, a.target_concurrency, fractions, alt_delay, alt_instances, embed_levels,
+                           a.repository)
     except (perf_analyzer.PerfAnalyzerError, loadgate.GateError, metrics.MetricsError, serverstats.StatsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

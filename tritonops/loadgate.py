@@ -1,7 +1,9 @@
 """`make loadtest`: builds the command line of a headless, gated Locust run and returns its exit code.
 
 --model picks the Locust file (loadtests/linear.py, or loadtests/embed.py for the embed ensemble) and
-the thresholds table judged by default (local-cpu, local-cpu-embed).
+the thresholds table judged by default (local-cpu, local-cpu-embed). Any other model of --repository (and
+linear or embed of a repository other than the shipped one) runs loadtests/models.py: that model's descriptor samples, judged
+by default against its descriptor's `slo` (p99_ms, max_error_rate; target `descriptor`).
 
 The gate itself is Locust's: loadtests/slo_gate.py's event hooks judge the run against a table of
 loadtests/thresholds.toml (--slo) and set the exit code (0 pass, 1 a check failed, 2 a bad
@@ -33,6 +35,9 @@ MODELS = {
     "linear": (LOCUSTFILE, ("LinearHttpUser", "LinearGrpcUser"), "local-cpu"),
     "embed": (settings.ROOT / "loadtests" / "embed.py", ("EmbedHttpUser",), "local-cpu-embed"),
 }
+# Any other model (or REPO given): the descriptor-driven Locust file, judged by the model's own `slo`.
+MODELS_FILE = settings.ROOT / "loadtests" / "models.py"
+GENERIC = (MODELS_FILE, ("ModelsHttpUser",), "descriptor")
 THRESHOLDS = settings.ROOT / "loadtests" / "thresholds.toml"
 REPORTS = settings.ROOT / "reports" / "loadtest"
 THRESHOLD_FIELDS = {"p95_ms": float, "min_rps": float, "max_failures": int, "min_rate_share": float}
@@ -48,10 +53,27 @@ class GateError(RuntimeError):
 @dataclass(frozen=True)
 class Thresholds:
     target: str
-    p95_ms: float
-    min_rps: float
+    p95_ms: float | None  # None: not checked (thresholds from model descriptors, descriptor_thresholds)
+    min_rps: float | None
     max_failures: int = 0
     min_rate_share: float = 0.95  # open loop (--target-rps): the achieved rate's least share of the target
+    p99_ms: float | None = None  # from a descriptor's slo
+    max_error_rate: float | None = None  # from a descriptor's slo: replaces max_failures (a share of requests)
+
+
+# `--slo descriptor` (loadtests/models.py, make loadtest MODEL=<a model of the repository>): the thresholds
+# are the models' own (tritonops.json `slo`, DEFAULT_SLO for keys left out), not a table of the file.
+DESCRIPTOR_TARGET = "descriptor"
+
+
+def descriptor_thresholds(slos: dict[str, dict]) -> Thresholds:
+    """One gate for the models loaded together ({model: its descriptor's slo}): the strictest p99_ms and
+    max_error_rate among them (Locust's figures are judged over the whole run)."""
+    if not slos:
+        raise GateError("no model to take SLO thresholds from")
+    return Thresholds(target=f"{DESCRIPTOR_TARGET} ({', '.join(sorted(slos))})", p95_ms=None, min_rps=None,
+                      p99_ms=min(float(s["p99_ms"]) for s in slos.values()),
+                      max_error_rate=min(float(s["max_error_rate"]) for s in slos.values()))
 
 
 def load_thresholds(path: Path, target: str) -> Thresholds:
@@ -192,11 +214,17 @@ def main(argv: list[str] | None = None) -> int:
                         help="the server's HTTP URL (Locust -H)")
     parser.add_argument("--users", type=int, default=16, help="concurrent users (spawned at once)")
     parser.add_argument("--duration", default="30s", help="Locust --run-time, e.g. 30s, 2m")
-    parser.add_argument("--model", default="linear", choices=list(MODELS),
-                        help="model to load: its Locust file and default thresholds table (default: linear)")
+    parser.add_argument("--model", default="linear",
+                        help="model to load (default: linear). linear and embed: their own Locust files and "
+                             "default thresholds tables; any other model of --repository: loadtests/models.py, "
+                             "its descriptor's samples and slo")
+    parser.add_argument("--repository", type=Path, default=None,
+                        help=f"model repository whose descriptors loadtests/models.py reads (default: "
+                             f"{settings.MODEL_REPOSITORY}); another repository's linear or embed goes through it too")
     parser.add_argument("--target", default="",
                         help="table of the thresholds file to judge against (default: the model's, "
-                             + ", ".join(f"{m}: {t}" for m, (_, _, t) in MODELS.items()) + ")")
+                             + ", ".join(f"{m}: {t}" for m, (_, _, t) in MODELS.items())
+                             + f", others: {GENERIC[2]}, the descriptor's slo)")
     parser.add_argument("--thresholds", type=Path, default=THRESHOLDS)
     parser.add_argument("--rate", type=float, default=0,
                         help="open loop: requests a second for all users together (Locust --target-rps); "
@@ -204,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--report-dir", type=Path, default=REPORTS)
     parser.add_argument("--metrics-url", default="",
                         help=f"Triton /metrics (default: the URL's host, port {settings.port('metrics')})")
-    parser.add_argument("--user-class", default="", choices=["", *(u for _, users, _ in MODELS.values() for u in users)],
+    parser.add_argument("--user-class", default="", choices=["", *(u for _, users, _ in [*MODELS.values(), GENERIC] for u in users)],
                         help="Locust user class of the model's Locust file (default: its first, "
                              + ", ".join(f"{m}: {users[0]}" for m, (_, users, _) in MODELS.items()) + ")")
     parser.add_argument("--grpc-url", default="", help=f"gRPC host:port for LinearGrpcUser (default: the URL's host, "
@@ -217,7 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     a = parser.parse_args(argv)
     if a.users < 1:
         parser.error(f"--users {a.users}: must be >= 1")
-    locustfile, user_classes, default_target = MODELS[a.model]
+    model_args = []
+    shipped = a.repository is None or a.repository.resolve() == settings.MODEL_REPOSITORY.resolve()
+    if a.model in MODELS and shipped:
+        locustfile, user_classes, default_target = MODELS[a.model]
+    else:
+        from . import smoke
+
+        repository = a.repository or settings.MODEL_REPOSITORY
+        try:
+            smoke.descriptors_of(repository, [a.model])
+        except smoke.SmokeFailure as exc:
+            parser.error(f"--model {a.model}: {exc}")
+        locustfile, user_classes, default_target = GENERIC
+        model_args = ["--model", a.model, "--repository", str(repository)]
     if a.user_class and a.user_class not in user_classes:
         parser.error(f"--user-class {a.user_class}: not a user of --model {a.model} ({', '.join(user_classes)})")
     if a.grpc_url and "LinearGrpcUser" not in user_classes:
@@ -232,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     gate += ["--target-rps", str(a.rate)] if a.rate else []
     cmd = locust_command(url, a.users, a.duration, a.report_dir, user_class=a.user_class, binary=a.binary,
                          batch_size=a.batch_size, processes=a.processes, grpc_url=a.grpc_url,
-                         extra=gate + shlex.split(a.locust_args), locustfile=locustfile)
+                         extra=gate + model_args + shlex.split(a.locust_args), locustfile=locustfile)
     print("$ " + shlex.join(cmd), flush=True)
     proc = subprocess.Popen(cmd, cwd=settings.ROOT)
     while True:

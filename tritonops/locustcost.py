@@ -1,4 +1,5 @@
-"""What the Locust file (loadtests/linear.py) costs its client: CPU per validated request, and throughput.
+"""What a Locust file (loadtests/linear.py; loadtests/models.py --model linear, the descriptor-driven file
+on linear's sample) costs its client: CPU per validated request, and throughput.
 
 Method: Locust runs headless against a running server. Once the server counts answered requests
 (Locust has imported everything, built its request pool and started its users) and a warm-up has
@@ -14,6 +15,8 @@ answer is still checked by the Locust file: a run with any failed request is an 
 
     python -m tritonops.locustcost --url 127.0.0.1:8000 --grpc-url 127.0.0.1:8001 \\
         --metrics-url http://127.0.0.1:8002/metrics --protocols json,binary,grpc --users 16
+    python -m tritonops.locustcost ... --protocols json --files linear,models --batch-size 3
+        # both files on the same requests (linear's descriptor sample has 3 rows), then their ratio
 """
 from __future__ import annotations
 
@@ -30,6 +33,8 @@ import psutil
 from . import contract, loadgate, metrics, settings
 
 PROTOCOLS = ("json", "binary", "grpc")
+# Locust files priced: name -> (file, its extra arguments). models: loadtests/models.py on linear's sample.
+FILES = {"linear": (loadgate.LOCUSTFILE, []), "models": (loadgate.MODELS_FILE, ["--model", contract.MODEL])}
 WARMUP_S = 2.0
 # Locust's start (imports, torch, the request pool) before its first answer, on a busy 2-core box.
 START_LIMIT_S = 120.0
@@ -100,17 +105,21 @@ def steady_window(proc, metrics_url: str, warmup_s: float, window_s: float, log:
 
 
 def measure(http_url: str, grpc_url: str, metrics_url: str, protocol: str, users: int, window_s: float,
-            report_dir: Path, *, warmup_s: float | None = None, batch_size: int = 1, prefix: str = "") -> Cost:
+            report_dir: Path, *, warmup_s: float | None = None, batch_size: int = 1, prefix: str = "",
+            file: str = "linear") -> Cost:
     """Run Locust with `users` users of one protocol (json, binary, grpc) and price its steady state.
     warmup_s: after the first answer, before the window (default WARMUP_S, at most a third of the window)."""
     warmup_s = min(WARMUP_S, window_s / 3) if warmup_s is None else warmup_s
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol {protocol!r}: choose from {', '.join(PROTOCOLS)}")
+    if file not in FILES or (file != "linear" and protocol == "grpc"):
+        raise ValueError(f"Locust file {file!r} with {protocol}: choose from {', '.join(FILES)} (gRPC: linear only)")
     kwargs = {"grpc": {"user_class": "LinearGrpcUser", "grpc_url": grpc_url}, "binary": {"binary": True}}.get(protocol, {})
+    locustfile, extra = FILES[file]
     # Locust's own -t outlasts the window; it is stopped once measured.
     run_time = f"{int(START_LIMIT_S + warmup_s + window_s + 60)}s"
-    run = loadgate.start_locust(f"http://{http_url}", users, run_time, report_dir, prefix=prefix or f"locust-{protocol}",
-                                batch_size=batch_size, **kwargs)
+    run = loadgate.start_locust(f"http://{http_url}", users, run_time, report_dir, prefix=prefix or f"locust-{protocol}" + ("" if file == "linear" else f"-{file}"),
+                                batch_size=batch_size, locustfile=locustfile, extra=extra, **kwargs)
     try:
         window = steady_window(run.proc, metrics_url, warmup_s, window_s, run.log)
         # SIGINT, as Ctrl-C: Locust stops its users and writes its HTML report and final stats (SIGTERM skips the report)
@@ -139,22 +148,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--metrics-url", required=True, help="server /metrics URL")
     parser.add_argument("--protocols", default=",".join(PROTOCOLS))
     parser.add_argument("--users", type=int, default=16)
-    parser.add_argument("--batch-size", type=int, default=1, help="0 mixes 1..max_batch_size")
+    parser.add_argument("--files", default="linear",
+                        help=f"Locust files to price, in turn ({', '.join(FILES)}); several: their CPU ratio too")
+    parser.add_argument("--batch-size", type=int, default=1,
+                        help="linear.py's rows per request; 0 mixes 1..max_batch_size (models.py: the sample's)")
     parser.add_argument("--window", type=float, default=10.0, help="measurement window (s)")
     parser.add_argument("--warmup", type=float, default=None,
                         help=f"seconds after the first answer before measuring (default {WARMUP_S:g}, at most window/3)")
     parser.add_argument("--report-dir", type=Path, default=settings.ROOT / "reports" / "locustcost")
     a = parser.parse_args(argv)
+    files = [f.strip() for f in a.files.split(",") if f.strip()]
     for protocol in [p.strip() for p in a.protocols.split(",") if p.strip()]:
-        try:
-            c = measure(a.url, a.grpc_url, a.metrics_url, protocol, a.users, a.window, a.report_dir,
-                        warmup_s=a.warmup, batch_size=a.batch_size)
-        except loadgate.GateError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        print(f"{protocol:6} users {c.users}: {c.throughput:8.0f} req/s, client CPU {c.cpu_us:6.1f} us/req "
-              f"({c.requests} requests in {c.window_s:.1f} s; Locust p50 {c.result.p50_ms:g} ms, "
-              f"p99 {c.result.p99_ms:g} ms, {c.result.failures} failed)", flush=True)
+        costs = {}
+        for file in files:
+            try:
+                c = measure(a.url, a.grpc_url, a.metrics_url, protocol, a.users, a.window, a.report_dir,
+                            warmup_s=a.warmup, batch_size=a.batch_size, file=file)
+            except (loadgate.GateError, ValueError) as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            costs[file] = c
+            print(f"{file:6} {protocol:6} users {c.users}: {c.throughput:8.0f} req/s, client CPU {c.cpu_us:6.1f} us/req "
+                  f"({c.requests} requests in {c.window_s:.1f} s; Locust p50 {c.result.p50_ms:g} ms, "
+                  f"p99 {c.result.p99_ms:g} ms, {c.result.failures} failed)", flush=True)
+        if len(costs) > 1:
+            base, *others = files
+            print(f"{protocol:6} CPU per request relative to {base}: "
+                  + ", ".join(f"{f} {costs[f].cpu_us / costs[base].cpu_us:.2f}x" for f in others), flush=True)
     return 0
 
 

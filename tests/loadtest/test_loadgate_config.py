@@ -207,3 +207,19 @@ def test_run_time_reads_locusts_formats(duration, seconds):
 def test_bad_run_time_is_named(duration):
     with pytest.raises(loadgate.GateError, match=f"run time {duration!r}: expected"):
         loadgate.run_seconds(duration)
+
+
+def test_descriptor_thresholds_take_the_strictest_slo_of_the_models():
+    limits = loadgate.descriptor_thresholds({"a": {"p99_ms": 500, "max_error_rate": 0.01},
+                                             "b": {"p99_ms": 2000, "max_error_rate": 0.0}})
+    assert (limits.p99_ms, limits.max_error_rate, limits.p95_ms, limits.min_rps) == (500, 0.0, None, None)
+    assert limits.target == f"{loadgate.DESCRIPTOR_TARGET} (a, b)"
+
+
+def test_loadtest_of_a_model_the_repository_lacks_names_its_models(tmp_path):
+    """Any model other than linear/embed goes through loadtests/models.py; one the repository does not hold
+    is refused before Locust starts, naming the repository's models."""
+    done = subprocess.run([sys.executable, "-m", "tritonops.cli", "loadtest", "--model", "nosuch",
+                           "--report-dir", str(tmp_path)], cwd=settings.ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "--model nosuch: model nosuch: not in" in done.stderr and "linear" in done.stderr, done.stderr
