@@ -142,6 +142,7 @@ class GoodClient(threading.Thread):
         self.host, self.port, self.source, self.headers = host, port, source, headers or {}
         self.latencies: list[float] = []
         self.failures: list[str] = []
+        self.started: list[float] = []
         self.stop = threading.Event()
 
     def run(self):
@@ -163,9 +164,15 @@ class GoodClient(threading.Thread):
             except (OSError, http.client.HTTPException) as exc:
                 problem, conn = f"{type(exc).__name__}: {exc}", None
             self.latencies.append(time.monotonic() - t0)
+            self.started.append(t0)
             if problem:
                 self.failures.append(problem)
             time.sleep(0.05)
+
+    def slowest_at(self) -> float:
+        """When the slowest request started, seconds after the first."""
+        i = max(range(len(self.latencies)), key=self.latencies.__getitem__)
+        return round(self.started[i] - self.started[0], 1)
 
     def p99(self) -> float:
         return statistics.quantiles(self.latencies, n=100)[98] if len(self.latencies) >= 2 else float("inf")
