@@ -36,6 +36,7 @@ INFER = f"/v2/models/{contract.MODEL}/versions/{contract.VERSION}/infer"
 MAX_BODY = int(settings.get("GATEWAY_MAX_BODY_BYTES"))
 MIB64 = 64 << 20
 IDLE_CONNECTIONS = 1000
+IDLE_SOURCE = "127.0.0.3"
 NESTED_CRASH_DEPTH = 1_000_000   # kills a bare 2.51 server (8 MiB stack); 100 000 did not
 NESTED_UNDER_CAP = MAX_BODY // 2 - 16  # the deepest '[...]' that fits under the gateway's cap
 
@@ -190,8 +191,14 @@ def idle_connections(port_key: str) -> Callable[[Target], tuple]:
         port = target.http_port if port_key == "http" else target.grpc_port
         held = []
         try:
+            # From an address of their own (loopback has 127/8): the gateway limits connections per source
+            # (GATEWAY_CONN_PER_SOURCE), and these are another client than the seed's.
+            source = (IDLE_SOURCE, 0) if target.host.startswith("127.") else None
             for _ in range(IDLE_CONNECTIONS):
-                held.append(socket.create_connection((target.host, port), timeout=10))
+                try:
+                    held.append(socket.create_connection((target.host, port), timeout=10, source_address=source))
+                except OSError:  # refused or reset at accept: over the gateway's per-source limit
+                    pass
             time.sleep(0.5)  # let the server accept them all before the real request
             if port_key == "http":
                 y = smoke.infer_http(target.http_url, contract.SEED_X, binary=False)

@@ -100,7 +100,10 @@ def write_gateway(directory: Path, values: dict[str, str]) -> dict[str, str]:
     if bool(cert) != bool(key):
         raise ComposeError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY turn TLS on together: set both, or neither")
     keys = _file_value(values, "GATEWAY_API_KEYS_FILE")
-    key_lines = [k for k in (line.strip() for line in keys.read_text().splitlines()) if k and not k.startswith("#")] if keys else []
+    try:
+        key_lines = gateway.read_api_keys(keys) if keys else []
+    except gateway.GatewayError as exc:
+        raise ComposeError(str(exc)) from None
     if keys and not key_lines:
         raise ComposeError(f"GATEWAY_API_KEYS_FILE={keys}: holds no key (one key per line)")
     files = {"GATEWAY_CONFIG": directory / "haproxy.cfg", "GATEWAY_TLS_PEM": directory / "tls.pem",

@@ -34,6 +34,12 @@ HARD_STOP_AFTER_S = int(re.search(r"^\s*hard-stop-after (\d+)s$", TEMPLATE.read_
 DOCKER_DNS = "127.0.0.11:53"
 
 
+# Connections of the metrics and stats listeners each, apart from GATEWAY_MAXCONN (the template's value).
+SIDE_MAXCONN = int(re.search(r"gateway_side_maxconn = (\d+)", TEMPLATE.read_text())[1])
+# API keys shorter than this are refused when rendering (32 hex digits = 128 bits).
+MIN_KEY_LENGTH = 32
+
+
 class GatewayError(RuntimeError):
     pass
 
@@ -73,12 +79,65 @@ def variables(backends: list[Backend], *, bind: str = "0.0.0.0", ports: dict[str
         "gateway_server_maxconn": int(v["GATEWAY_SERVER_MAXCONN"]),
         "gateway_timeout_request": v["GATEWAY_TIMEOUT_REQUEST"], "gateway_timeout_server": v["GATEWAY_TIMEOUT_SERVER"],
         "gateway_log_level": v["GATEWAY_LOG_LEVEL"],
+        "gateway_h2_max_streams": int(v["GATEWAY_H2_MAX_STREAMS"]),
+        "gateway_conn_per_source": int(v["GATEWAY_CONN_PER_SOURCE"]),
+        "gateway_req_rate_per_source": int(v["GATEWAY_REQ_RATE_PER_SOURCE"]),
     }
+
+
+def memory_bytes(text: str) -> int:
+    """A Docker memory size (1280m, 2g, 512k, 1048576b, plain bytes) in bytes."""
+    m = re.fullmatch(r"(\d+)([bkmg]?)", text.strip().lower())
+    if not m:
+        raise GatewayError(f"GATEWAY_MEMORY_LIMIT={text!r}: not a size (e.g. 1280m)")
+    return int(m[1]) * 1024 ** "bkmg".index(m[2] or "b")
+
+
+def worst_case_bytes(values: dict[str, str]) -> int:
+    """Buffers the gateway may hold at once: every connection of both client ports with every HTTP/2
+    stream sending part of a body (one buffer each, plus the connection's own), and metrics + stats
+    (SIDE_MAXCONN each, request + response buffers). TESTBED 7: 240 connections x 100 streams OOM-killed
+    a 1.25 GiB gateway."""
+    bufsize = int(values["GATEWAY_MAX_BODY_BYTES"]) + 65536  # tune.bufsize in the template
+    client = 2 * int(values["GATEWAY_MAXCONN"]) * (int(values["GATEWAY_H2_MAX_STREAMS"]) + 1)
+    return (client + 2 * SIDE_MAXCONN * 2) * bufsize
+
+
+def check_memory(values: dict[str, str]) -> None:
+    """Refuses limits whose worst case does not fit in the gateway container's memory limit."""
+    worst, limit = worst_case_bytes(values), memory_bytes(values["GATEWAY_MEMORY_LIMIT"])
+    if worst > limit:
+        raise GatewayError(
+            f"the gateway's worst case, 2 ports x GATEWAY_MAXCONN={values['GATEWAY_MAXCONN']} x "
+            f"(GATEWAY_H2_MAX_STREAMS={values['GATEWAY_H2_MAX_STREAMS']} + 1) x "
+            f"(GATEWAY_MAX_BODY_BYTES={values['GATEWAY_MAX_BODY_BYTES']} + 64 KiB) + metrics/stats = "
+            f"{worst} bytes ({worst / 2**20:.0f} MiB), exceeds GATEWAY_MEMORY_LIMIT={values['GATEWAY_MEMORY_LIMIT']} "
+            f"({limit} bytes): lower a limit or raise the memory")
+
+
+def read_api_keys(path: Path) -> list[str]:
+    """The keys in a GATEWAY_API_KEYS_FILE (one per line, # comments): the file must be private (0600,
+    no group or other bits) and every key at least MIN_KEY_LENGTH characters; a short one is named by
+    file and line, never printed."""
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise GatewayError(f"{path}: mode {mode:04o}, API keys need 0600 (chmod 600 {path})")
+    keys = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        key = line.strip()
+        if not key or key.startswith("#"):
+            continue
+        if len(key) < MIN_KEY_LENGTH or any(c in key for c in " \t,"):
+            raise GatewayError(f"{path}:{number}: an API key needs at least {MIN_KEY_LENGTH} characters and "
+                               f"no space, tab or comma (e.g. openssl rand -hex 32)")
+        keys.append(key)
+    return keys
 
 
 def render(backends: list[Backend], **kwargs) -> str:
     if not backends:
         raise GatewayError("the gateway needs at least one backend")
+    check_memory(kwargs.get("values") or settings.versions())
     # trim_blocks as Ansible's template module renders it, so both give the same file.
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(HOME), undefined=jinja2.StrictUndefined,
                              trim_blocks=True, keep_trailing_newline=True)
@@ -120,6 +179,8 @@ class LocalGateway(LoopbackUrls):
         self.workdir, self.ports = workdir, ports
         workdir.mkdir(parents=True, exist_ok=True)
         self.config = workdir / "haproxy.cfg"
+        if kwargs.get("api_keys_file"):
+            read_api_keys(Path(kwargs["api_keys_file"]))
         self.admin_socket = workdir / "admin.sock"
         self.config.write_text(render(backends, bind="127.0.0.1", ports=ports,
                                       admin_socket=str(self.admin_socket), **kwargs))

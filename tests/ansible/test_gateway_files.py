@@ -71,8 +71,9 @@ def test_plain_gateway_files_match_compose(tmp_path):
 def test_tls_keys_and_replicas_match_compose(tmp_path):
     tls = self_signed(tmp_path / "tls")
     cert, key = tls.cert, tls.key
-    keys = ["k-one", "k-two"]
+    keys = ["k-one" * 7, "k-two" * 7]  # gateway.MIN_KEY_LENGTH characters and more
     (tmp_path / "keys").write_text("".join(f"{k}\n" for k in keys))
+    (tmp_path / "keys").chmod(0o600)
     ours = role_files(tmp_path, {"triton_gateway_tls_cert": str(cert), "triton_gateway_tls_key": str(key),
                                  "triton_gateway_api_keys": keys, "triton_compose_env": {"TRITON_REPLICAS": "2"}})
     theirs = compose_files(tmp_path, {"GATEWAY_TLS_CERT": str(cert), "GATEWAY_TLS_KEY": str(key),

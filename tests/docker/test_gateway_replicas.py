@@ -15,7 +15,7 @@ from tritonclient.utils import InferenceServerException
 from tritonops import contract, metrics
 
 pytestmark = pytest.mark.docker
-KEY = "compose-key-5d1e"
+KEY = "compose-key-5d1e" * 2  # at least gateway.MIN_KEY_LENGTH characters
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,7 @@ def secured(built_images, tmp_path_factory):
     work = tmp_path_factory.mktemp("secured")
     tls = self_signed(work)
     (work / "keys").write_text(f"# one key per line\n{KEY}\n")
+    (work / "keys").chmod(0o600)
     stack = start_stack(work, TRITON_REPLICAS="2", GATEWAY_TLS_CERT=str(tls.cert),
                         GATEWAY_TLS_KEY=str(tls.key), GATEWAY_API_KEYS_FILE=str(work / "keys"))
     try:

@@ -16,7 +16,14 @@ REQUEST_TIMEOUT_S = 2
 
 @pytest.fixture(scope="module")
 def hostile_stack(built_images, tmp_path_factory):
-    stack = start_stack(tmp_path_factory.mktemp("hostile"), GATEWAY_TIMEOUT_REQUEST=f"{REQUEST_TIMEOUT_S}s")
+    # Through the published 127.0.0.1 ports every client has docker-proxy's address, so the idle-connection
+    # cases' flooder and the seed request would share one per-source budget: off here (0; the per-source
+    # limits are drilled from a container of their own in test_gateway_floods). Those cases hold 1000
+    # connections, over GATEWAY_MAXCONN (512): idle HTTP/2 connections stay for `timeout client`, so the
+    # seed's gRPC connection would wait past its connect timeout. A budget that holds them, with fewer
+    # streams per connection to stay under GATEWAY_MEMORY_LIMIT (the renderer checks).
+    stack = start_stack(tmp_path_factory.mktemp("hostile"), GATEWAY_TIMEOUT_REQUEST=f"{REQUEST_TIMEOUT_S}s",
+                        GATEWAY_CONN_PER_SOURCE="0", GATEWAY_MAXCONN="1100", GATEWAY_H2_MAX_STREAMS="3")
     try:
         yield stack
     finally:

@@ -36,7 +36,8 @@ def test_fleet_flavour_lists_fixed_addresses(haproxy, tmp_path):
 
 def test_tls_and_keys_flavour(haproxy, tmp_path):
     tls = self_signed(tmp_path)
-    (tmp_path / "keys").write_text("k1\n")
+    (tmp_path / "keys").write_text("k1" * 16 + "\n")
+    (tmp_path / "keys").chmod(0o600)
     text = rendered_and_checked(tmp_path, [gateway.Backend("t", "127.0.0.1", 8000, 8001, 8002)],
                                 tls_pem=str(tls.pem), api_keys_file=str(tmp_path / "keys"))
     assert text.count(f"ssl crt {tls.pem}") == 2 and "x-api-key" in text
@@ -56,6 +57,52 @@ def test_ports_and_limits_come_from_versions_env():
     assert "bind 0.0.0.0:9100\n" in text and "gt 4096 }" in text and f"tune.bufsize {4096 + 65536}" in text
 
 
+def test_per_source_limits_and_h2_streams_come_from_versions_env():
+    text = gateway.render([gateway.Backend("t", "h", 1, 2, 3)], admin_socket="/s", values={
+        **V, "GATEWAY_H2_MAX_STREAMS": "4", "GATEWAY_CONN_PER_SOURCE": "7", "GATEWAY_REQ_RATE_PER_SOURCE": "99"})
+    assert "tune.h2.max-concurrent-streams 4\n" in text
+    assert text.count("reject if { sc_conn_cur(0) gt 7 }") == 2 and text.count("sc_http_req_rate(0) gt 99 }") == 2
+    off = gateway.render([gateway.Backend("t", "h", 1, 2, 3)], admin_socket="/s", values={
+        **V, "GATEWAY_CONN_PER_SOURCE": "0", "GATEWAY_REQ_RATE_PER_SOURCE": "0"})
+    assert "sc_conn_cur" not in off and "sc_http_req_rate" not in off
+
+
+def test_refusals_come_before_the_body_is_buffered(tmp_path):
+    """Key, management paths: checked on the headers, before wait-for-body holds a buffer."""
+    (tmp_path / "keys").write_text("k" * 32 + "\n")
+    text = gateway.render([gateway.Backend("t", "h", 1, 2, 3)], admin_socket="/s", api_keys_file=str(tmp_path / "keys"))
+    for frontend in text.split("\nfrontend ")[1:3]:  # http, grpc
+        wait = frontend.index("http-request wait-for-body")
+        assert frontend.index("key_known") < wait and frontend.index("refused at the gateway") < wait, frontend
+        assert "req.fhdr_cnt(x-api-key) eq 1" in frontend and "req.fhdr(x-api-key) -m str -f" in frontend
+        assert frontend.index("del-header x-api-key") > wait
+
+
+def test_worst_case_memory_over_the_limit_is_refused_naming_both_numbers():
+    assert gateway.worst_case_bytes(V) <= gateway.memory_bytes(V["GATEWAY_MEMORY_LIMIT"])  # the defaults fit
+    values = {**V, "GATEWAY_H2_MAX_STREAMS": "100"}  # HAProxy's default: TESTBED 7's OOM
+    worst = gateway.worst_case_bytes(values)
+    with pytest.raises(gateway.GatewayError, match=rf"{worst} bytes .* exceeds GATEWAY_MEMORY_LIMIT=1280m \(1342177280 bytes\)"):
+        gateway.render([gateway.Backend("t", "h", 1, 2, 3)], admin_socket="/s", values=values)
+    assert gateway.memory_bytes("2g") == 2 * 2**30 and gateway.memory_bytes("512k") == 512 * 1024
+
+
+@pytest.mark.parametrize("text,mode,message", [
+    ("k" * 32 + "\n", 0o644, "mode 0644, API keys need 0600"),
+    ("# keys\n" + "k" * 32 + "\nshort-key\n", 0o600, "keys:3: an API key needs at least 32 characters"),
+    ("k" * 32 + ",x\n", 0o600, "keys:1: an API key needs"),
+])
+def test_api_keys_file_must_be_private_and_keys_long(tmp_path, text, mode, message):
+    path = tmp_path / "keys"
+    path.write_text(text)
+    path.chmod(mode)
+    with pytest.raises(gateway.GatewayError, match=message) as refused:
+        gateway.read_api_keys(path)
+    assert "short-key" not in str(refused.value)  # the key itself is never printed
+    with pytest.raises(compose.ComposeError, match=message):
+        compose.write_gateway(tmp_path / "gw", {**V, "GATEWAY_API_KEYS_FILE": str(path)})
+
+
 def test_no_backend_is_an_error():
     with pytest.raises(gateway.GatewayError, match="at least one backend"):
         gateway.render([], admin_socket="/s")
@@ -70,6 +117,7 @@ def test_no_backend_is_an_error():
 def test_bad_gateway_settings_are_named(tmp_path, overrides, message):
     (tmp_path / "cert.pem").write_text("x")
     (tmp_path / "empty").write_text("# no keys yet\n")
+    (tmp_path / "empty").chmod(0o600)
     overrides = {k: v.format(cert=tmp_path / "cert.pem", empty=tmp_path / "empty") for k, v in overrides.items()}
     with pytest.raises(compose.ComposeError, match=message.replace("(", r"\(")):
         compose.write_env(tmp_path / "stack.env", overrides)

@@ -13,7 +13,7 @@ from tritonclient.utils import InferenceServerException
 
 from tritonops import contract
 
-KEY = "k-3f9a1c77e2"
+KEY = "k-3f9a1c77e2" * 3  # at least gateway.MIN_KEY_LENGTH characters
 INFER = f"/v2/models/{contract.MODEL}/infer"
 
 
@@ -23,6 +23,7 @@ def tls(tmp_path_factory, replicas):
     work = tmp_path_factory.mktemp("tls")
     tls = self_signed(work)
     (work / "api-keys").write_text(f"{KEY}\n")
+    (work / "api-keys").chmod(0o600)
     proxy = start_gateway([backend("a", replicas["a"])], work / "gateway", tls_pem=str(tls.pem),
                           api_keys_file=str(work / "api-keys"))
     yield proxy, tls.cert
