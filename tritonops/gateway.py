@@ -63,8 +63,9 @@ def check_body() -> str:
 
 def variables(backends: list[Backend], *, bind: str = "0.0.0.0", ports: dict[str, int] | None = None,
               resolvers: str = "", tls_pem: str = "", api_keys_file: str = "", admin_socket: str,
-              values: dict[str, str] | None = None) -> dict:
-    """The template's gateway_* variables (Ansible's role passes the same names)."""
+              values: dict[str, str] | None = None, unlimited_sources: list[str] | None = None) -> dict:
+    """The template's gateway_* variables (Ansible's role passes the same names). unlimited_sources:
+    addresses exempt from the per-source limits (a fleet's gateways)."""
     v = values or settings.versions()
     ports = {"http": int(v["HTTP_PORT"]), "grpc": int(v["GRPC_PORT"]), "metrics": int(v["METRICS_PORT"]),
              "stats": int(v["GATEWAY_STATS_PORT"]), **(ports or {})}
@@ -82,6 +83,7 @@ def variables(backends: list[Backend], *, bind: str = "0.0.0.0", ports: dict[str
         "gateway_h2_max_streams": int(v["GATEWAY_H2_MAX_STREAMS"]),
         "gateway_conn_per_source": int(v["GATEWAY_CONN_PER_SOURCE"]),
         "gateway_req_rate_per_source": int(v["GATEWAY_REQ_RATE_PER_SOURCE"]),
+        "gateway_unlimited_sources": list(unlimited_sources or []),
     }
 
 

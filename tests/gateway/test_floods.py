@@ -34,8 +34,9 @@ GOOD = "127.0.0.2"  # the well-behaved client's source: the per-source limits ar
 def start(replicas, workdir, **values) -> gateway.LocalGateway:
     ports = {k: free_port() for k in ("http", "grpc", "metrics", "stats")}
     keys = values.pop("api_keys_file", "")
-    return gateway.LocalGateway([backend(n, s) for n, s in replicas.items()], workdir, ports,
-                                values={**V, **values}, api_keys_file=keys).start()
+    unlimited = values.pop("unlimited_sources", [])
+    return gateway.LocalGateway([backend(n, s) for n, s in replicas.items()], workdir, ports, values={**V, **values},
+                                api_keys_file=keys, unlimited_sources=unlimited).start()
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +104,22 @@ def test_h2_hold_at_twice_the_per_source_limit(drill_gw, port):
 def test_idle_connections_beyond_the_per_source_limit_are_closed(drill_gw):
     f = drill(drill_gw, "idle connections", lambda: floods.idle("127.0.0.1", drill_gw.ports["http"], 2 * PER_SOURCE))
     assert f["held_open_at_end"] <= PER_SOURCE, f
+
+
+def test_an_unlimited_source_is_not_counted(replicas, tmp_path):
+    """A fleet's gateway brings every client from one address (gateway_unlimited_sources): it may hold
+    more than GATEWAY_CONN_PER_SOURCE connections, while any other source is still cut at the limit."""
+    fleet = "127.0.0.3"
+    gw = start(replicas, tmp_path / "gw", unlimited_sources=[fleet])
+    try:
+        exempt = floods.idle("127.0.0.1", gw.ports["http"], 2 * PER_SOURCE, source=fleet)
+        other = floods.idle("127.0.0.1", gw.ports["http"], 2 * PER_SOURCE)
+        time.sleep(1)
+        held = {"exempt": floods.alive(exempt), "other": floods.alive(other)}
+        floods.close_all(exempt + other)
+    finally:
+        gw.stop()
+    assert held["exempt"] == 2 * PER_SOURCE and held["other"] <= PER_SOURCE, held
 
 
 def guess(port: int, values: list[str], n: int) -> dict[int, int]:
