@@ -109,8 +109,8 @@ standin-images: $(VENV_STAMP) ## build local stand-ins tagged as the pinned Prom
 up: $(VENV_STAMP) ## gateway + Triton via compose (builds missing images), wait until healthy (GPU=1, MONITORING=1, TRITON_REPLICAS...)
 	$(VENV)/bin/tritonops compose up $(COMPOSE_FLAGS)
 
-down: $(VENV_STAMP) ## stop and remove the compose stack
-	$(VENV)/bin/tritonops compose down $(COMPOSE_FLAGS)
+down: $(VENV_STAMP) ## stop and remove the compose stack; keeps the monitoring data unless VOLUMES=1
+	$(VENV)/bin/tritonops compose down $(COMPOSE_FLAGS) $(if $(filter 1,$(VOLUMES)),--volumes)
 
 logs: $(VENV_STAMP) ## follow the compose stack's logs
 	$(VENV)/bin/tritonops compose logs $(COMPOSE_FLAGS)

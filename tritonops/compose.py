@@ -239,8 +239,9 @@ class Stack:
         proc = self.run("logs", "--no-color", "--tail", str(lines), check=False, capture_output=True, text=True)
         return proc.stdout + proc.stderr
 
-    def down(self) -> None:
-        self.run("down", "--volumes", "--remove-orphans", "--timeout", "20")
+    def down(self, volumes: bool = False) -> None:
+        """Containers and networks go; the named volumes (monitoring history) stay unless volumes=True."""
+        self.run("down", *(["--volumes"] if volumes else []), "--remove-orphans", "--timeout", "20")
 
 
 def build_missing(gpu: bool, monitoring: bool) -> None:
@@ -299,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true", help="add compose.gpu.yaml (NGC image, GPUs reserved)")
     parser.add_argument("--monitoring", action="store_true", help="also Prometheus and Grafana")
     parser.add_argument("--project", default=DEFAULT_PROJECT, help="compose project name")
+    parser.add_argument("--volumes", action="store_true", help="down: also remove the named volumes (monitoring data)")
     args = parser.parse_args(argv)
     stack = Stack(args.project, gpu=args.gpu, monitoring=args.monitoring)
     try:
@@ -325,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.what == "down":
             if not stack.env_file.exists():
                 write_env(stack.env_file)
-            stack.down()
+            stack.down(volumes=args.volumes)
         elif args.what == "logs":
             stack.run("logs", "--follow", "--tail", "200", check=False)
     except (ComposeError, images.BuildError) as exc:

@@ -311,9 +311,25 @@ def test_killed_server_comes_back_by_restart_policy(stack, docker_client):
     assert wait_for("the seed request answered through the gateway", lambda: answers() is True, timeout=30, every=1)
 
 
-def test_down_leaves_nothing(stack, docker_client):
-    stack.down()
+def test_down_keeps_the_monitoring_history_and_volumes_removes_it(stack, docker_client):
+    """`make down` keeps the named volumes: a Prometheus started again still has the samples scraped
+    before the down. `make down VOLUMES=1` then leaves nothing of the project."""
     label = {"label": f"com.docker.compose.project={stack.project}"}
+    scraped = wait_for("a scraped sample of up{job=\"gateway\"}",
+                       lambda: prometheus(stack, "query", query='up{job="gateway"}')["result"])
+    before = float(scraped[0]["value"][0])
+    stack.down()
+    assert docker_client.containers.list(all=True, filters=label) == []
+    kept = {v.name for v in docker_client.volumes.list(filters=label)}
+    # compose v1 creates every named volume of the file, v2 those of the services it started
+    assert f"{stack.project}_prometheus-data" in kept <= {f"{stack.project}_{v}" for v in ("prometheus-data", "grafana-data")}, kept
+    stack.up(["prometheus"])
+    span = f"{time.time() - before + 60:.0f}s"
+    history = wait_for("the samples from before the down", lambda: prometheus(
+        stack, "query", query=f'min_over_time(timestamp(up{{job="gateway"}})[{span}:])')["result"])
+    assert float(history[0]["value"][1]) <= before, history
+
+    stack.down(volumes=True)
     assert docker_client.containers.list(all=True, filters=label) == []
     assert docker_client.networks.list(filters=label) == []
     assert docker_client.volumes.list(filters=label) == []

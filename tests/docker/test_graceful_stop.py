@@ -117,7 +117,7 @@ def test_stop_waits_for_a_slow_request_and_triton_exits_cleanly(built_images, do
         assert triton.attrs["State"]["ExitCode"] == 0, (triton.attrs["State"], triton.logs(tail=30).decode())
         assert SLOW_S - 3 < stopped_after < min(STOP_DURING_REQUEST_MAX_S, grace), stopped_after
     finally:
-        stack.down()
+        stack.down(volumes=True)
 
 
 @pytest.mark.docker
@@ -150,4 +150,4 @@ def test_stop_is_prompt_after_keep_alive_traffic_through_the_gateway(built_image
         assert triton.attrs["State"]["ExitCode"] == 0, (triton.attrs["State"], triton.logs(tail=30).decode())
         assert stopped_after < STOP_PROMPT_MAX_S, stopped_after
     finally:
-        stack.down()
+        stack.down(volumes=True)

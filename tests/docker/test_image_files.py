@@ -71,3 +71,8 @@ def test_compose_config_resolves(tmp_path, compose_cli, gpu):
     devices = triton.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices")
     assert (devices == [{"driver": "nvidia", "count": "all", "capabilities": ["gpu"]}]) is gpu
     assert set(config["services"]) == {"triton", "gateway", "prometheus", "grafana"}
+    # locally built images are never fetched by tag; the monitoring history lives in named volumes
+    # (compose v1 1.29 drops pull_policy when it merges a second file: there the GPU stack may pull)
+    if not gpu or stack.command()[0] != "docker-compose":
+        assert triton["pull_policy"] == gateway["pull_policy"] == "never"
+    assert {"prometheus-data", "grafana-data"} <= set(config.get("volumes", {}))
