@@ -231,10 +231,9 @@ def test_rolling_deploy_drops_no_request_and_fleet_rollback_neither(deployed, tm
     assert result.requests > 200 and result.failures == 0, load_summary(result)
 
     with StateSampler(deployed.stats_url) as states, locust_through(deployed, "a-rollback") as load:
-        # The rollback's controller smoke reads the descriptors of the repository it is given: the linear-only
-        # one the fleet served before (the default, model_repository, would also expect embed).
+        # No triton_model_repository: the rollback's controller smoke reads the descriptors of the release it
+        # went back to (linear only) from the hosts, not the default model_repository (which would expect embed).
         back = ansible_playbook("-i", str(deployed.inventory), "rollback.yml", "-e", f"@{E2E_VARS}",
-                                "-e", f"triton_model_repository={deployed.model_repository}",
                                 log=LOGS / "fleet-4-rollback.log")
     assert back.rc == 0, back.output[-8000:]
     assert {name: release_of(deployed.hosts[name]) for name in GPU} == before
