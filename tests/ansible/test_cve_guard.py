@@ -139,3 +139,16 @@ def test_the_built_cpu_image_is_stopped(engine):
         skip_or_fail(f"{flavour.image} is not built (make image)", need="docker")
     result = guard(flavour.image, "cpu-image")
     assert result.rc != 0 and f"its Triton {STANDIN} (read from the image)" in result.output, result.output[-4000:]
+
+
+def test_the_toolkit_pin_has_every_confirmed_fix():
+    """versions.env's container toolkit is at or past every fix in the toolkit role's CVE list; a CVE
+    whose fixed release is unknown (fixed_in: null) is printed, so it stays in sight."""
+    toolkit = yaml.safe_load((settings.ROOT / "ansible/roles/nvidia_container_toolkit/vars/cves.yml").read_text())
+    cves = toolkit["nvidia_container_toolkit_cves"]
+    pin = settings.get("NVIDIA_CONTAINER_TOOLKIT_VERSION").split("-")[0]  # apt's 1.17.8-1: upstream 1.17.8
+    behind = [c["id"] for c in cves if c["fixed_in"] and version(c["fixed_in"]) > version(pin)]
+    assert behind == [], f"NVIDIA_CONTAINER_TOOLKIT_VERSION={pin} predates the fixes of {behind}"
+    assert {"CVE-2025-23266", "CVE-2025-23267"} <= {c["id"] for c in cves if c["fixed_in"] == pin}  # the pin's reason
+    unknown = [c["id"] for c in cves if c["fixed_in"] is None]
+    print(f"\ncontainer toolkit {pin}: fixed release unknown for {unknown or 'none'} (check NVIDIA's bulletins)")
