@@ -18,7 +18,7 @@ VENV_STAMP := $(VENV)/.installed
 URL ?= localhost:$(HTTP_PORT)
 REPO ?= $(MODEL_REPOSITORY)
 
-.PHONY: help venv models serve smoke contract validate train test test-fast lint actionlint lock clean
+.PHONY: help venv models serve smoke contract validate train test test-fast lint actionlint docs lock clean
 
 help: ## list every verb
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[1m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -70,6 +70,10 @@ $(ACTIONLINT_STAMP): $(ACTIONLINT_DIR)/package.json $(ACTIONLINT_DIR)/package-lo
 
 actionlint: $(ACTIONLINT_STAMP) ## actionlint on .github/workflows/* alone (make lint runs it in tests/test_workflows.py)
 	node $(ACTIONLINT_DIR)/lint-workflows.mjs .github/workflows/*.y*ml
+
+# mkdocs.yml: docs/ and the README's Quick start and Architecture; --strict fails on a dead link or anchor.
+docs: $(VENV_STAMP) ## build the docs site (docs/, mkdocs --strict) into build/site
+	$(VENV)/bin/mkdocs build --strict --site-dir build/site
 
 test: $(VENV_STAMP) models ## run the whole test suite (what CI runs)
 	$(VENV)/bin/python -m pytest

@@ -12,7 +12,7 @@ raises UpstreamDeviation, which the run marks as a strict xfail. A newer Triton 
 fails the run (the observed status no longer matches) and the table gets updated.
 
 Imported as `hostile_cases` (tests/ is on sys.path, like hostile and ci_policy).
-`python tests/hostile_cases.py` prints the README's table.
+`python tests/hostile_cases.py` prints docs/security.md's table (Hostile input).
 """
 from __future__ import annotations
 

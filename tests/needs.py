@@ -22,7 +22,7 @@ class Need:
     marker: str
     what: str           # what the tests need, for the summary
     enable: str         # the one command that provides it on Debian 12
-    cost: str           # how long the tests it enables take (measured: README, Development and tests)
+    cost: str           # how long the tests it enables take (measured: docs/development.md)
     timeout_s: int      # pytest-timeout's limit for each test that needs it (session fixtures boot inside one)
     probe: Callable[[], str | None]  # None when it is here, else why not
 

@@ -131,11 +131,11 @@ def test_encoder_runs_the_intra_op_threads_its_config_names(triton, http):
     assert re.search(r"encoder: loaded \S+ on cpu, 1 intra-op thread\(s\)", triton.log_path.read_text())
 
 
-def test_readme_curl_example_answers_what_the_readme_says(http):
-    """The README's curl body, sent as it is written there."""
-    section = (settings.ROOT / "README.md").read_text().split("## The embed model", 1)[1].split("\n## ", 1)[0]
+def test_docs_curl_example_answers_what_the_docs_say(http):
+    """docs/models.md's curl body (The embed model), sent as it is written there."""
+    section = (settings.ROOT / "docs" / "models.md").read_text().split("## The embed model", 1)[1].split("\n## ", 1)[0]
     match = re.search(r"curl -s localhost:8000(/v2/models/embed/versions/1/infer) .*?-d '([^']*)'", section, re.S)
-    assert match, "README: The embed model has no curl example"
+    assert match, "docs/models.md: The embed model has no curl example"
     path, body = match.group(1), json.loads(match.group(2))
     status, answer = http.post_json(path, body)
     assert status == 200, answer

@@ -2,7 +2,7 @@
 
 Triton ignores the file (it reads config.pbtxt and the version directories only); `tritonops contract`
 writes it from a running server's answers, `tritonops validate` checks it against config.pbtxt and
-`tritonops smoke` sends its samples. The format (SCHEMA below; README: Add your model):
+`tritonops smoke` sends its samples. The format (SCHEMA below; docs/models.md, Add your model):
 
     {
       "samples": [                               # requests with their expected answers

@@ -110,7 +110,7 @@ def _run(cmd: list[str], **kwargs) -> None:
     try:
         subprocess.run(cmd, check=True, **kwargs)
     except FileNotFoundError:
-        raise BuildError(f"{cmd[0]} is not installed (see README: Images and compose)") from None
+        raise BuildError(f"{cmd[0]} is not installed (see docs/compose.md)") from None
     except subprocess.CalledProcessError as exc:
         raise BuildError(f"{cmd[0]} failed with exit code {exc.returncode}") from None
 

@@ -46,7 +46,7 @@ HTTP, GRPC = settings.port("http"), settings.port("grpc")
 # The gateway's published ports on both of the guest's addresses: the firewall drills' targets.
 FIREWALLED = [(address, port) for address in (th.GUEST_ADDR, th.GUEST_ADDR6)
               for port in (HTTP, GRPC, settings.port("metrics"))]
-# Drill bounds from measurements on this 2-core box (README: Failure modes), ~2-3x the worst seen.
+# Drill bounds from measurements on this 2-core box (docs/failure-modes.md), ~2-3x the worst seen.
 # Seed answered after the controller's SIGKILL: the new container, recreated without waiting, loads
 # linear and embed first: 31.1 and 30.1 s beside other suites (load 10), 2026-12-07.
 CRASH_ANSWERED_S = 75.0

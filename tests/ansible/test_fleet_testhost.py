@@ -44,7 +44,7 @@ PROMETHEUS_PORT = int(settings.get("PROMETHEUS_PORT"))
 GPU = {"tritonops-gpu1": ("10.213.0.11", "fd00:213::11"), "tritonops-gpu2": ("10.213.0.12", "fd00:213::12")}
 GATEWAY = ("tritonops-gw", "10.213.0.13", "fd00:213::13")
 REPORTS = settings.ROOT / "reports" / "fleet"
-# (b)'s bounds, from measurements on this 2-core box (README: Scale out). Leaving rotation = the kill
+# (b)'s bounds, from measurements on this 2-core box (docs/fleet.md). Leaving rotation = the kill
 # (0.5-0.75 s over SSH) + up to 1 s to the next check (inter) + 2.0 s that check waits in the host's own
 # gateway (timeout connect to the vanished container, then 503) + 0.25 s (fastinter): 2.89 s and 3.59 s seen.
 LEAVE_ROTATION_S = 7.0  # ~2x the worst seen

@@ -25,7 +25,7 @@ from ci_policy import skip_or_fail
 from needs import require
 from playbook_runner import ANSIBLE_DIR, LOGS, PlayResult, ansible_playbook
 
-# The vendors' published primary key fingerprints (README: Security, Supply chain).
+# The vendors' published primary key fingerprints (docs/security.md, Supply chain).
 pytestmark = pytest.mark.root  # the roles write root-owned files
 DOCKER_KEY = "9DC858229FC7DD38854AE2D88D81803C0EBFCD88"  # docker/docs engine/install/debian.md
 NVIDIA_KEY = "C95B321B61E88C1809C4F759DDCAE044F796ECB0"  # NVIDIA/nvidia-container-toolkit issue 1460

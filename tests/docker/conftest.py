@@ -30,7 +30,7 @@ def docker_client(compose_cli):
         client.ping()
     except Exception as exc:  # the SDK raises several types for "no engine"
         skip_or_fail(f"no Docker engine at DOCKER_HOST/unix:///var/run/docker.sock ({exc}); "
-                     "start one (README: Images and compose)", need="docker")
+                     "start one (docs/compose.md)", need="docker")
     yield client
     client.close()
 

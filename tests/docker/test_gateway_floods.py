@@ -23,7 +23,7 @@ V = settings.versions()
 PER_SOURCE = int(V["GATEWAY_CONN_PER_SOURCE"])
 STREAMS = int(V["GATEWAY_H2_MAX_STREAMS"])
 HOLD_S = 8
-# Measured on the shared 2-core box (README: Gateway); bounds with headroom.
+# Measured on the shared 2-core box (docs/gateway.md); bounds with headroom.
 P99_BOUND_S = 0.5
 USAGE_BOUND = 400 * 2**20
 

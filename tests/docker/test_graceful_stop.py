@@ -27,7 +27,7 @@ from stacks import linear_only_copy, start_stack
 
 EXIT_TIMEOUT = int(settings.get("TRITON_EXIT_TIMEOUT_SECS"))
 SLOW_S = 15  # longer than Docker's default stop timeout (10 s), shorter than the exit timeout
-# `docker stop` times (README: Compose), measured at load 10-14 on the 2 cores: 17.0 / 18.1 s during the
+# `docker stop` times (docs/compose.md), measured at load 10-14 on the 2 cores: 17.0 / 18.1 s during the
 # slow request (its last ~13 s, then 4-5 s to exit) and 4.2 / 4.4 s after keep-alive traffic (~3 s idle). The bounds
 # leave ~2.4x the 4 s exit and still fail a Triton that waits out its exit timeout (30 s) for a connection.
 STOP_DURING_REQUEST_MAX_S = SLOW_S + 10

@@ -1,4 +1,4 @@
-"""Hardened containers (README: Hardened containers), read back from the running stack: what
+"""Hardened containers (docs/security.md, Hardened containers), read back from the running stack: what
 `docker inspect` says each service got from compose/compose.yaml, and what the kernel says each
 process in the Triton and gateway containers runs with (/proc/<pid>/status). Then Grafana's
 credentials: its password file and how compose hands it over (Grafana itself has no offline image

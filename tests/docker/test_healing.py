@@ -1,4 +1,4 @@
-"""Health means answers (README: Health): faults injected into a running compose stack under load.
+"""Health means answers (docs/health.md): faults injected into a running compose stack under load.
 
 One stack (triton + gateway, compose/compose.yaml unmodified) takes three drills in turn; each
 leaves it healthy for the next. While a drill runs, client threads send the seed request through
@@ -56,7 +56,7 @@ HEALTHY_WHILE_FAILING_MAX_S = CHECK_INTERVAL_S + CHECK_TIMEOUT_S + SAMPLE_EVERY_
 # Recovery bounds (issue 10): a model that stopped answering, and a crashed container.
 MODEL_FAULT_RECOVERY_S = 60
 CRASH_RECOVERY_S = 15
-# Figures every drill asserts (README: Failure modes has the runs). The first failure came 0.0-1.2 s
+# Figures every drill asserts (docs/failure-modes.md has the runs). The first failure came 0.0-1.2 s
 # after the fault; within the stub's 5 s pause shows the fault itself bit, not its aftermath.
 FAULT_BITES_WITHIN_S = 5.0
 # Lost requests: at most 4 303 in one drill (stub SIGKILL, box at load 10-14); 2.1x that. Below the ~12 000 a

@@ -36,7 +36,7 @@ def test_listed_paths_reach_triton(gw, method, path):
 
 
 def test_statistics_reach_triton_which_asks_for_its_key(gw, replicas):
-    """Statistics pass the gateway (README: Security): Triton refuses them without the admin key."""
+    """Statistics pass the gateway (docs/security.md): Triton refuses them without the admin key."""
     for path in (f"/v2/models/{M}/stats", "/v2/models/stats"):
         status, body = request(gw.http_url, "GET", path)
         assert b"at the gateway" not in body and status == request(replicas["a"].http_url, "GET", path)[0], (path, status, body)

@@ -15,7 +15,7 @@ from gateway_harness import backend, serve, start_gateway
 
 from tritonops import contract, smoke
 
-# Measured (README: Gateway, Measured): out of rotation after 2.0 s idle, 5.1-5.2 s with the 2 cores
+# Measured (docs/gateway.md, Measured): out of rotation after 2.0 s idle, 5.1-5.2 s with the 2 cores
 # loaded (3 runs), when each failing inference took ~1.7 s. Config's worst, both checks at their 3 s
 # timeout: 1 + 3 + 0.25 + 3 = 7.3 s. The bound is 2.3x the worst seen; a check that cannot see the
 # dead stub never takes it out.

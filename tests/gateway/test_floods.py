@@ -23,10 +23,10 @@ PER_SOURCE = int(V["GATEWAY_CONN_PER_SOURCE"])
 STREAMS = int(V["GATEWAY_H2_MAX_STREAMS"])
 KEY = secrets.token_hex(32)
 # The well-behaved client's p99 during a drill, seconds. Measured on the shared 2-core box (two wheel
-# Tritons + HAProxy + the flood in one Python process): 6-40 ms (README: Gateway); bound with headroom.
+# Tritons + HAProxy + the flood in one Python process): 6-40 ms (docs/gateway.md); bound with headroom.
 P99_BOUND_S = 0.5
 # The gateway worker's resident memory during a drill: one source holds at most PER_SOURCE x (STREAMS + 1)
-# buffers of 128 KiB (144 MiB); measured below 60 MiB (README: Gateway).
+# buffers of 128 KiB (144 MiB); measured below 60 MiB (docs/gateway.md).
 RSS_BOUND = 400 * 2**20
 GOOD = "127.0.0.2"  # the well-behaved client's source: the per-source limits are the flooder's
 

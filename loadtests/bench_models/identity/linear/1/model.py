@@ -1,4 +1,4 @@
-"""Identity-like floor: same I/O as linear, numpy only, y = first column of x (see ../../../README.md)."""
+"""Identity-like floor: same I/O as linear, numpy only, y = first column of x (see docs/benchmarks.md)."""
 import triton_python_backend_utils as pb_utils
 
 

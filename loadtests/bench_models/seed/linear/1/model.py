@@ -1,4 +1,4 @@
-"""The seed's model.py, as written (benchmark baseline only; see ../../../README.md)."""
+"""The seed's model.py, as written (benchmark baseline only; see docs/benchmarks.md)."""
 import json
 import os
 
