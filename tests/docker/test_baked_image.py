@@ -25,6 +25,7 @@ def test_baked_image_serves_without_a_mount(baked, docker_client):
     http, grpc = free_port(), free_port()
     container = docker_client.containers.run(
         baked, detach=True, init=True, read_only=True, tmpfs={"/tmp": ""}, shm_size=settings.get("SHM_SIZE"),
+        environment={"TRITON_MANAGEMENT_OPEN": "1"},  # no key mounted: open on purpose (test_restricted_stack.py)
         ports={f"{settings.get('HTTP_PORT')}/tcp": ("127.0.0.1", http),
                f"{settings.get('GRPC_PORT')}/tcp": ("127.0.0.1", grpc)})
     try:

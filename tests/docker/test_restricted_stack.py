@@ -103,3 +103,16 @@ def test_statistics_through_the_gateway_need_the_key(stack, key):
         assert stats["model_stats"][0]["name"] == contract.MODEL
         with pytest.raises(InferenceServerException, match="refused at the gateway"):
             client.get_log_settings(headers=adminkey.headers(key, "grpc"))
+
+
+def test_no_key_file_stops_the_container_instead_of_opening_the_apis(built_images, docker_client):
+    """Fail closed: the image started without an admin key exits (78) saying why, unless
+    TRITON_MANAGEMENT_OPEN=1 asks for open management APIs (test_baked_image.py runs it so)."""
+    container = docker_client.containers.run(built_images["triton"], detach=True, init=True)
+    try:
+        status = container.wait(timeout=60)
+        logs = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert status["StatusCode"] == 78, logs
+    assert "error: no admin key at /run/secrets/triton-admin-key: not starting with the management APIs open" in logs, logs
