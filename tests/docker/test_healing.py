@@ -55,6 +55,9 @@ SAMPLE_PROBE_TIMEOUT_S = 1.0
 HEALTHY_WHILE_FAILING_MAX_S = CHECK_INTERVAL_S + CHECK_TIMEOUT_S + SAMPLE_EVERY_S + SAMPLE_PROBE_TIMEOUT_S + 1.0
 # Recovery bounds (issue 10): a model that stopped answering, and a crashed container.
 MODEL_FAULT_RECOVERY_S = 60
+# The embed pipeline's restart loads three more Python stubs (torch, transformers, MiniLM): 31.8 s on a
+# quiet box, 85.0 s at load ~10 (a testhost suite and other stacks running). Bound: ~2x the worst seen.
+ENSEMBLE_FAULT_RECOVERY_S = 170
 CRASH_RECOVERY_S = 15
 # Figures every drill asserts (docs/failure-modes.md has the runs). The first failure came 0.0-1.2 s
 # after the fault; within the stub's 5 s pause shows the fault itself bit, not its aftermath.
@@ -459,7 +462,7 @@ def embed_stack(built_images, tmp_path_factory):
 def test_a_killed_ensemble_step_is_healed_through_its_ensemble(embed_stack, docker_client):
     """SIGKILL of the `encoder` stub, a step only the `embed` ensemble reaches: embed answers 500 while Triton
     stays READY. The supervisor probes every health-checked model (embed's descriptor sample included), so it
-    restarts the container and embed answers correctly again within MODEL_FAULT_RECOVERY_S (before issue 25
+    restarts the container and embed answers correctly again within ENSEMBLE_FAULT_RECOVERY_S (before issue 25
     only linear was probed: embed failed for 120 s and more while Docker said healthy)."""
     import embedclient
     from tritonops import embedding
@@ -487,7 +490,7 @@ def test_a_killed_ensemble_step_is_healed_through_its_ensemble(embed_stack, dock
     encoder[0].kill()
     first_failure = answers_again = None
     ok_since = None
-    while time.monotonic() - fault_at < MODEL_FAULT_RECOVERY_S + 30:
+    while time.monotonic() - fault_at < ENSEMBLE_FAULT_RECOVERY_S + 30:
         now, ok = time.monotonic(), correct()
         if not ok and first_failure is None:
             first_failure = now - fault_at
@@ -505,7 +508,7 @@ def test_a_killed_ensemble_step_is_healed_through_its_ensemble(embed_stack, dock
             f"{answers_again} s, restarts +{triton.attrs['RestartCount'] - restarts}")
     print(f"\n{line}\n" + "\n".join(f"  {l}" for l in logs.splitlines() if "tritonops-supervisor:" in l), file=sys.stderr)
     assert first_failure is not None and first_failure <= FAULT_BITES_WITHIN_S, line
-    assert answers_again is not None and answers_again <= MODEL_FAULT_RECOVERY_S, line
+    assert answers_again is not None and answers_again <= ENSEMBLE_FAULT_RECOVERY_S, line
     assert triton.attrs["RestartCount"] - restarts == 1, line
     said = [l for l in logs.splitlines() if "tritonops-supervisor: NOT ANSWERING" in l]
     assert said and "embed:" in said[0], logs[-3000:]
