@@ -1,4 +1,4 @@
-"""Alert drill (README: Alerts): the compose stack with the monitoring profile and two Triton replicas;
+"""Alert drill (docs/alerts.md): the compose stack with the monitoring profile and two Triton replicas;
 one replica stopped, GatewayBackendDown must be firing in Prometheus' /api/v1/alerts for that server
 within the rule's `for:` plus one evaluation interval plus one scrape interval of the gateway taking it
 out, and no other alert with it. Started again, the alert must clear. The figures are printed."""
