@@ -1,7 +1,7 @@
 """What a test needs beyond Python and the wheel's Triton, in one place: a marker each.
 
-A test marked `@pytest.mark.compose` (or docker, testhost, root, haproxy, gpg) is skipped with the reason when
-this machine lacks it, and fails instead under CI=true (ci_policy). tests/conftest.py applies the markers,
+A test marked `@pytest.mark.compose` (or docker, testhost, root, haproxy, gpg, promtool, blackbox) is skipped with the
+reason when this machine lacks it, and fails instead under CI=true (ci_policy). tests/conftest.py applies the markers,
 gives each its time limit, and ends the run with the skips grouped by need: what was left out, the command
 that enables it, and how long it takes. A skip raised elsewhere names its need through `require` or
 `ci_policy.skip_or_fail(..., need=...)`.
@@ -91,6 +91,13 @@ NEEDS = {need.marker: need for need in (
          600, lambda: _which("node", "nodejs")() or _which("npm", "npm")()),
     Need("gpg", "gpg (the apt signing-key drills)", "sudo apt-get install gpg", "under a minute", 600,
          _which("gpg", "gpg")),
+    # Debian's prometheus package ships promtool; on a systemd host it (and the blackbox exporter's package)
+    # also starts the service (`sudo systemctl disable --now prometheus` where that is not wanted).
+    Need("promtool", "promtool (the alert rules' unit tests)",
+         "sudo apt-get install --no-install-recommends prometheus", "seconds", 600, _which("promtool", "prometheus")),
+    Need("blackbox", "Debian's blackbox exporter (the TLS expiry alert against a real probe)",
+         "sudo apt-get install --no-install-recommends prometheus-blackbox-exporter", "seconds", 600,
+         _which("prometheus-blackbox-exporter", "prometheus-blackbox-exporter")),
 )}
 
 

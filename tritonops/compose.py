@@ -28,6 +28,8 @@ COMPOSE_DIR = settings.ROOT / "compose"
 BASE_FILE = COMPOSE_DIR / "compose.yaml"
 GPU_FILE = COMPOSE_DIR / "compose.gpu.yaml"
 PROMETHEUS_TEMPLATE = COMPOSE_DIR / "prometheus" / "prometheus.yml"
+# The alert rules, mounted beside the config (compose.yaml) and installed by the Ansible prometheus role.
+ALERT_RULES = COMPOSE_DIR / "prometheus" / "alerts.yml"
 STATE = settings.ROOT / ".cache" / "compose"
 DEFAULT_PROJECT = "tritonops"
 # Host-side ports: the published port of each container port, overridable one by one.
@@ -162,15 +164,20 @@ def write_admin_key(directory: Path, values: dict[str, str]) -> dict[str, str]:
     return {"ADMIN_KEY_MOUNT": str(mount)}
 
 
+def prometheus_config(values: dict[str, str]) -> str:
+    """compose/prometheus/prometheus.yml with its ${KEY} placeholders filled in from values."""
+    try:
+        return string.Template(PROMETHEUS_TEMPLATE.read_text()).substitute(values)
+    except (KeyError, ValueError) as exc:
+        raise ComposeError(f"{PROMETHEUS_TEMPLATE}: bad placeholder ({exc}); use ${{KEY}} with a versions.env KEY") from None
+
+
 def write_env(path: Path, overrides: dict[str, str] | None = None) -> Path:
     """Write the env file (and the Prometheus config it points to) for one stack."""
     values = environment(overrides)
     path.parent.mkdir(parents=True, exist_ok=True)
     prometheus = path.with_name(path.stem + ".prometheus.yml")
-    try:
-        prometheus.write_text(string.Template(PROMETHEUS_TEMPLATE.read_text()).substitute(values))
-    except (KeyError, ValueError) as exc:
-        raise ComposeError(f"{PROMETHEUS_TEMPLATE}: bad placeholder ({exc}); use ${{KEY}} with a versions.env KEY") from None
+    prometheus.write_text(prometheus_config(values))
     values["PROMETHEUS_CONFIG"] = str(prometheus)
     values.update(write_gateway(path.with_name(path.stem + ".gateway"), values))
     values.update(write_admin_key(path.with_name(path.stem + ".secrets"), values))

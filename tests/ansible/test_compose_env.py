@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tritonops import compose, images, settings
 
@@ -94,5 +95,7 @@ def test_ports_and_the_model_name_changed_in_versions_env_move_make_compose_and_
     for key, value in PORTS.items():  # the container's port and the host port it is published on
         assert ours[key] == theirs[key] == value, key
         assert ours[f"HOST_{key}"] == theirs[f"HOST_{key}"] == value, key
-    assert f":{PORTS['METRICS_PORT']}" in Path(theirs["PROMETHEUS_CONFIG"]).read_text()  # what Prometheus scrapes
+    # What Prometheus scrapes: every triton replica (DNS discovery) on the metrics port.
+    scrape = {j["job_name"]: j for j in yaml.safe_load(Path(theirs["PROMETHEUS_CONFIG"]).read_text())["scrape_configs"]}
+    assert scrape["triton"]["dns_sd_configs"][0]["port"] == int(PORTS["METRICS_PORT"]), scrape["triton"]
     assert ours["MODEL_NAME"] == theirs["MODEL_NAME"] == "linear2"  # both still write it (the gateway's check names it)

@@ -4,6 +4,7 @@ and tasks, with this repo's group_vars/all.yml on top of the literal defaults.
 
 - daemon.json: the docker role's content carries NVIDIA's runtime on a GPU host only, and no other
   role writes daemon.json or runs `nvidia-ctk runtime configure`;
+- the prometheus role lists the alert rules it installs (compose/prometheus/alerts.yml), promtool-checked;
 - Ubuntu's driver packages are the headless server set of versions.env's branch;
 - the CDI spec is regenerated when the loaded driver is not the one it describes (the toolkit role's
   cdi.yml in --check: the generate command would run), left alone when it is, and left to the boot
@@ -12,17 +13,23 @@ and tasks, with this repo's group_vars/all.yml on top of the literal defaults.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tritonops import settings
+from needs import require
+
+from tritonops import compose, settings
 
 from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
 
 ROLES = ANSIBLE_DIR / "roles"
+# The prometheus role's config as its template task writes it (no host in groups: no targets).
+PROMETHEUS_CONFIG = f"lookup('ansible.builtin.template', '{ROLES / 'prometheus' / 'templates' / 'prometheus.yml.j2'}')"
 LOADED = "580.95.05"  # a driver version as /sys/module/nvidia/version holds it
 
 
@@ -61,6 +68,10 @@ def rendered(tmp_path_factory) -> dict:
         {"name": "ubuntu", "hosts": "localhost", "gather_facts": False, "vars_files": role_vars("nvidia_driver"),
          "tasks": show("nvidia_driver_ubuntu_packages")},
         cdi_play("current", out / "loaded"), cdi_play("upgraded", out / "upgraded"), cdi_play("unloaded", out / "absent"),
+        *[{"name": name, "hosts": "localhost", "gather_facts": False, "vars_files": role_vars("prometheus"),
+           "tasks": [{"name": f"Show {var}", "ansible.builtin.debug": {"var": var}, "vars": extra}  # task vars: above vars_files
+                     for var in ("prometheus_rules_file", PROMETHEUS_CONFIG)]}
+          for name, extra in (("prometheus", {}), ("prometheus-no-rules", {"prometheus_rules_file": ""}))],
     ]
     playbook = out / "role-inputs.yml"
     playbook.write_text(json.dumps(plays))
@@ -126,3 +137,21 @@ def test_role_defaults_read_no_playbook_variables():
     offenders = [str(p.relative_to(ANSIBLE_DIR)) for p in sorted(ROLES.glob("*/defaults/main.yml")) if "tritonops_" in
                  p.read_text().replace("triton_tritonops_cli", "")]
     assert not offenders, f"role defaults read tritonops_* (map them in group_vars/all.yml instead): {offenders}"
+
+
+def test_prometheus_role_installs_the_compose_alert_rules_and_lists_them(rendered, tmp_path):
+    """group_vars hands the role compose/prometheus/alerts.yml (one rules file for both setups); the config
+    lists the path the role installs it at, and passes `promtool check config` with the rules there.
+    Without a rules file the config lists none."""
+    require("promtool")
+    shown = rendered["prometheus"]
+    assert Path(shown["Show prometheus_rules_file"]["prometheus_rules_file"]) == compose.ALERT_RULES
+    install = next(t for _, t in tasks_of(ROLES / "prometheus") if t["name"].startswith("Install the alert rules"))
+    dest = install["ansible.builtin.copy"]["dest"]
+    config = yaml.safe_load(shown[f"Show {PROMETHEUS_CONFIG}"][PROMETHEUS_CONFIG])
+    assert config["rule_files"] == [dest], config
+    assert "rule_files" not in yaml.safe_load(rendered["prometheus-no-rules"][f"Show {PROMETHEUS_CONFIG}"][PROMETHEUS_CONFIG])
+    shutil.copy(compose.ALERT_RULES, tmp_path / "rules.yml")
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({**config, "rule_files": [str(tmp_path / "rules.yml")]}))
+    done = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True)
+    assert done.returncode == 0 and "SUCCESS: 1 rule files found" in done.stdout, done.stdout + done.stderr

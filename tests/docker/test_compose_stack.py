@@ -136,7 +136,7 @@ def test_metrics_published_and_counting(stack):
     assert requests >= 1 and rows - requests == len(texts) - 1, (before, after)
 
 
-def test_prometheus_scrapes_triton(stack):
+def test_prometheus_scrapes_triton(stack, docker_client):
     seen = []
 
     def triton_target():
@@ -148,7 +148,9 @@ def test_prometheus_scrapes_triton(stack):
     except pytest.fail.Exception:
         pytest.fail("no `up` target for job triton; Prometheus reports: "
                     + "; ".join(f"{t['scrapeUrl']} {t['health']} {t['lastError']!r}" for t in seen))
-    assert target["scrapeUrl"] == f"http://triton:{stack.env['METRICS_PORT']}/metrics"
+    # Each replica by its address (DNS service discovery of the service name: compose/prometheus/prometheus.yml).
+    address = next(iter(triton_container(stack, docker_client).attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
+    assert target["scrapeUrl"] == f"http://{address}:{stack.env['METRICS_PORT']}/metrics"
     assert target["labels"]["host"] == "triton"  # the dashboard's host variable (compose/prometheus/prometheus.yml)
     up = prometheus(stack, "query", query='up{job="triton"}')["result"]
     assert [r["value"][1] for r in up] == ["1"]
