@@ -227,7 +227,7 @@ def through_gateway(server: LocalServer, level: int, opts: perf_analyzer.Options
     try:
         backend = gateway.Backend("linear", "127.0.0.1", server.ports["http"], server.ports["grpc"], server.ports["metrics"])
         ports = {k: free_port() for k in ("http", "grpc", "metrics", "stats")}
-        with gateway.LocalGateway([backend], out / "gateway", ports) as gw:
+        with gateway.LocalGateway([backend], out / "gateway", ports, repository=server.repository) as gw:
             served, cpu = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"], _children_cpu_s()
             points, failed = perf_analyzer.against(server, contract.MODEL, out / "linear.gateway.perf_analyzer.csv",
                                                    opts, concurrency=[level], url=gw.http_url, expected_rate=direct)

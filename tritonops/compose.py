@@ -118,6 +118,7 @@ def write_gateway(directory: Path, values: dict[str, str]) -> dict[str, str]:
     try:
         files["GATEWAY_CONFIG"].write_text(gateway.render(
             [backend], resolvers=gateway.DOCKER_DNS, admin_socket="/tmp/haproxy-admin.sock", values=values,
+            repository=settings.ROOT / values.get("MODEL_REPOSITORY_DIR", values["MODEL_REPOSITORY"]),
             tls_pem=f"{inside}/tls.pem" if cert else "", api_keys_file=f"{inside}/api-keys" if keys else ""))
     except gateway.GatewayError as exc:
         raise ComposeError(str(exc)) from None

@@ -22,12 +22,11 @@ from pathlib import Path
 
 import jinja2
 
-from . import settings
+from . import gatewaycheck, settings
 from .server import LoopbackUrls
 
 HOME = settings.ROOT / "gateway"
 TEMPLATE = HOME / "haproxy.cfg.j2"
-CHECK_REQUEST = HOME / "check-request.json"
 # A soft stop's limit, written once in the template (compose's stop_grace_period exceeds it: a test checks).
 HARD_STOP_AFTER_S = int(re.search(r"^\s*hard-stop-after (\d+)s$", TEMPLATE.read_text(), re.M)[1])
 # Docker's embedded DNS: a compose service name resolves to every replica's address.
@@ -56,17 +55,19 @@ class Backend:
     replicas: int = 1
 
 
-def check_body() -> str:
-    """The health probe's inference (one row of the seed), compact, as HAProxy sends it."""
-    return json.dumps(json.loads(CHECK_REQUEST.read_text()), separators=(",", ":"))
-
-
 def variables(backends: list[Backend], *, bind: str = "0.0.0.0", ports: dict[str, int] | None = None,
               resolvers: str = "", tls_pem: str = "", api_keys_file: str = "", admin_socket: str,
-              values: dict[str, str] | None = None, unlimited_sources: list[str] | None = None) -> dict:
+              values: dict[str, str] | None = None, unlimited_sources: list[str] | None = None,
+              repository: Path | None = None) -> dict:
     """The template's gateway_* variables (Ansible's role passes the same names). unlimited_sources:
-    addresses exempt from the per-source limits (a fleet's gateways)."""
+    addresses exempt from the per-source limits (a fleet's gateways). repository: the model repository
+    the backends serve (versions.env MODEL_REPOSITORY by default), whose descriptors give the health
+    check (tritonops.gatewaycheck)."""
     v = values or settings.versions()
+    try:
+        checks = gatewaycheck.checks(repository or settings.MODEL_REPOSITORY, int(v["GATEWAY_MAX_BODY_BYTES"]))
+    except gatewaycheck.CheckError as exc:
+        raise GatewayError(str(exc)) from None
     ports = {"http": int(v["HTTP_PORT"]), "grpc": int(v["GRPC_PORT"]), "metrics": int(v["METRICS_PORT"]),
              "stats": int(v["GATEWAY_STATS_PORT"]), **(ports or {})}
     return {
@@ -74,7 +75,7 @@ def variables(backends: list[Backend], *, bind: str = "0.0.0.0", ports: dict[str
         "gateway_http_port": ports["http"], "gateway_grpc_port": ports["grpc"],
         "gateway_metrics_port": ports["metrics"], "gateway_stats_port": ports["stats"],
         "gateway_resolvers": resolvers, "gateway_tls_pem": tls_pem, "gateway_api_keys_file": api_keys_file,
-        "gateway_admin_socket": admin_socket, "gateway_model": v["MODEL_NAME"], "gateway_check_body": check_body(),
+        "gateway_admin_socket": admin_socket, "gateway_checks": checks,
         "gateway_max_body_bytes": int(v["GATEWAY_MAX_BODY_BYTES"]), "gateway_maxconn": int(v["GATEWAY_MAXCONN"]),
         "gateway_threads": int(v["GATEWAY_THREADS"]),
         "gateway_server_maxconn": int(v["GATEWAY_SERVER_MAXCONN"]),
@@ -203,8 +204,9 @@ class LocalGateway(LoopbackUrls):
             if self.proc.poll() is not None:
                 raise GatewayError(f"haproxy exited with {self.proc.returncode}: {self.log_path.read_text()[-2000:]}")
             if time.monotonic() > deadline:
+                states = self.server_states()  # before the stop closes the admin socket
                 self.stop()
-                raise GatewayError(f"no backend UP behind the gateway after {wait_up:.0f}s: {self.server_states()}")
+                raise GatewayError(f"no backend UP behind the gateway after {wait_up:.0f}s: {states}")
             time.sleep(0.2)
         return self
 
@@ -248,14 +250,29 @@ class LocalGateway(LoopbackUrls):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tritonops gateway", description=__doc__)
-    parser.add_argument("what", choices=["render"], help="print the configuration for one Triton (compose's)")
+    parser.add_argument("what", choices=["render", "checks"],
+                        help="render: print the configuration for one Triton (compose's); checks: print the health "
+                             "check's requests derived from the repository, as JSON (the Ansible role's input)")
     parser.add_argument("--backend", default="triton", help="Triton's host name or address")
+    parser.add_argument("--repository", type=Path, default=settings.MODEL_REPOSITORY,
+                        help="the model repository the gateway serves (default: versions.env MODEL_REPOSITORY)")
+    parser.add_argument("--max-body-bytes", type=int, help="checks: the gateway's body cap (default: versions.env "
+                        "GATEWAY_MAX_BODY_BYTES; a host may set its own)")
     parser.add_argument("--check", action="store_true", help="also validate it with this machine's haproxy -c")
     args = parser.parse_args(argv)
     v = settings.versions()
+    if args.what == "checks":
+        try:
+            checks = gatewaycheck.checks(args.repository, args.max_body_bytes or int(v["GATEWAY_MAX_BODY_BYTES"]))
+        except gatewaycheck.CheckError as exc:
+            print(f"gateway: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(checks, indent=1))
+        return 0
     backend = Backend("triton", args.backend, int(v["HTTP_PORT"]), int(v["GRPC_PORT"]), int(v["METRICS_PORT"]))
     try:
-        text = render([backend], admin_socket="/tmp/haproxy-admin.sock", resolvers=DOCKER_DNS)
+        text = render([backend], admin_socket="/tmp/haproxy-admin.sock", resolvers=DOCKER_DNS,
+                      repository=args.repository)
         if args.check:
             path = settings.ROOT / ".cache" / "gateway" / "haproxy.cfg"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,12 @@
 """The triton role writes the same gateway files as `make up`: its tasks/gateway.yml (Ansible's template
 module, the role's gateway_* variables) against tritonops.compose.write_gateway (Python's Jinja2), byte
 for byte, with TLS and API keys off and on. The role's `validate` runs haproxy -c in the gateway image,
-so this needs a Docker engine with that image (make image) and root (the files are owned by root)."""
+so this needs a Docker engine with that image (make image) and root (the files are owned by root). The
+health check comes from the role's own repository, a user's included (tasks/gateway-checks.yml)."""
 from __future__ import annotations
 
 import json
+import re
 import stat
 import sys
 from pathlib import Path
@@ -16,6 +18,7 @@ from tritonops import compose, images, settings
 from certs import self_signed
 from ci_policy import skip_or_fail
 from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
+from repos import BYOM_MODEL, build_byom_repository
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 FILES = ("haproxy.cfg", "tls.pem", "api-keys")
@@ -83,3 +86,13 @@ def test_tls_keys_and_replicas_match_compose(tmp_path):
     assert config.count("ssl crt /usr/local/etc/haproxy/tls.pem") == 2 and "-f /usr/local/etc/haproxy/api-keys" in config
     assert "server triton2 triton:" in config
     assert b"PRIVATE KEY" in (ours / "tls.pem").read_bytes()
+
+
+def test_a_user_repository_gives_the_role_the_same_checks_as_compose(tmp_path):
+    """The role derives the gateway's check from its triton_model_repository on the controller (tritonops
+    gateway checks), as `make up` does from MODEL_REPOSITORY: a repository holding only a user's model."""
+    repo = build_byom_repository(tmp_path)
+    ours = role_files(tmp_path, {"triton_model_repository": str(repo)})
+    assert_same(ours, compose_files(tmp_path, {"MODEL_REPOSITORY": str(repo)}))
+    sent = re.findall(r"^    http-check send meth \S+ uri (\S+) ", (ours / "haproxy.cfg").read_text(), re.M)
+    assert sent == [f"/v2/models/{BYOM_MODEL}/infer"] * 2, sent

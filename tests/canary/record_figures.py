@@ -87,7 +87,7 @@ def record(scenario: str, work: Path) -> dict:
         backends = [gateway.Backend(name, "127.0.0.1", s.ports["http"], s.ports["grpc"], s.ports["metrics"])
                     for name, s in servers.items()]
         ports = {k: free_port() for k in ("http", "grpc", "metrics", "stats")}
-        with gateway.LocalGateway(backends, work / f"{scenario}-gateway", ports) as gw:
+        with gateway.LocalGateway(backends, work / f"{scenario}-gateway", ports, repository=repo) as gw:
             for _ in range(50):  # warm both servers (HAProxy's averages start from their first answers)
                 urllib.request.urlopen(urllib.request.Request(
                     f"http://{gw.http_url}/v2/models/{settings.MODEL_NAME}/infer",

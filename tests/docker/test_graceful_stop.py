@@ -16,11 +16,12 @@ import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tritonops import compose, gateway, settings
+from tritonops import compose, gatewaycheck, settings
 from tritonops.images import IMAGES
 
 from stacks import linear_only_copy, start_stack
@@ -130,9 +131,10 @@ def test_stop_is_prompt_after_keep_alive_traffic_through_the_gateway(built_image
     try:
         triton = docker_client.containers.get(stack.container_ids("triton")[0])
         client = http.client.HTTPConnection(stack.env["BIND_ADDRESS"], int(stack.env["HOST_HTTP_PORT"]), timeout=10)
+        # the gateway's own check request of the stack's (linear-only) repository
+        (check,) = gatewaycheck.checks(Path(stack.env["MODEL_REPOSITORY_DIR"]), int(stack.env["GATEWAY_MAX_BODY_BYTES"]))
         for _ in range(3):  # one connection, kept alive: the gateway keeps one to Triton for it
-            client.request("POST", f"/v2/models/{settings.get('MODEL_NAME')}/infer", gateway.check_body(),
-                           {"Content-Type": "application/json"})
+            client.request("POST", check["uri"], check["body"], {"Content-Type": "application/json"})
             reply = client.getresponse()
             assert reply.status == 200, reply.read()[:300]
             reply.read()

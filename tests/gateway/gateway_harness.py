@@ -26,6 +26,8 @@ def backend(name: str, server: LocalServer) -> gateway.Backend:
 
 
 def start_gateway(backends: list[gateway.Backend], workdir: Path, **kwargs) -> gateway.LocalGateway:
+    """The gateway over backends; its health check from kwargs' repository, by default serve()'s (linear only)."""
     values = {**settings.versions(), "GATEWAY_TIMEOUT_REQUEST": f"{REQUEST_TIMEOUT_S}s"}
     ports = {k: free_port() for k in ("http", "grpc", "metrics", "stats")}
+    kwargs.setdefault("repository", linear_only(workdir.with_name(workdir.name + ".repository")))
     return gateway.LocalGateway(backends, workdir, ports, values=values, **kwargs).start()

@@ -20,7 +20,7 @@ import tritonclient.grpc as grpcclient
 from gateway_harness import REQUEST_TIMEOUT_S, serve
 from tritonclient.utils import InferenceServerException
 
-from tritonops import contract, metrics, settings, smoke
+from tritonops import contract, gatewaycheck, metrics, settings, smoke
 
 MAX_BODY = int(settings.get("GATEWAY_MAX_BODY_BYTES"))
 MANAGEMENT_HTTP = [
@@ -66,10 +66,11 @@ def test_backends_are_up_by_an_inference_check(gw):
 
 
 def test_the_check_request_is_a_valid_inference(replicas):
-    """The probe body (gateway/check-request.json) is a real request the model answers correctly."""
-    body = json.loads(smoke_body := (settings.ROOT / "gateway" / "check-request.json").read_text())
-    x = np.array(body["inputs"][0]["data"], dtype=np.float32)
-    status, raw = request(replicas["a"].http_url, "POST", f"/v2/models/{contract.MODEL}/infer", smoke_body.encode())
+    """The probe body (linear's first sample, tritonops.gatewaycheck) is a real request the model answers correctly."""
+    (check,) = gatewaycheck.checks(replicas["a"].repository, MAX_BODY)
+    (tensor,) = json.loads(check["body"])["inputs"]
+    x = np.array(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+    status, raw = request(replicas["a"].http_url, "POST", check["uri"], check["body"].encode())
     assert status == 200, raw
     y = np.array(json.loads(raw)["outputs"][0]["data"], dtype=np.float32).reshape(-1, 1)
     assert contract.check_output(x, y) is None

@@ -36,7 +36,8 @@ def start(replicas, workdir, **values) -> gateway.LocalGateway:
     keys = values.pop("api_keys_file", "")
     unlimited = values.pop("unlimited_sources", [])
     return gateway.LocalGateway([backend(n, s) for n, s in replicas.items()], workdir, ports, values={**V, **values},
-                                api_keys_file=keys, unlimited_sources=unlimited).start()
+                                api_keys_file=keys, unlimited_sources=unlimited,
+                                repository=next(iter(replicas.values())).repository).start()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from hostile_cases import Target, assert_serving, params, run
 
 @pytest.fixture(scope="module")
 def edge(haproxy, triton, tmp_path_factory):
-    proxy = start_gateway([backend("a", triton)], tmp_path_factory.mktemp("hostile-gateway"))
+    proxy = start_gateway([backend("a", triton)], tmp_path_factory.mktemp("hostile-gateway"), repository=triton.repository)
     yield proxy
     proxy.stop()
 
