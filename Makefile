@@ -139,7 +139,7 @@ deploy: $(VENV_STAMP) ## gateways + rolling deploy of the fleet (HOST=gpu1: one 
 rollback: $(VENV_STAMP) ## every host (or HOST=gpu1) back to its previous release, drained and re-enabled one at a time
 	$(VENV)/bin/tritonops rollback -i $(INVENTORY) $(if $(HOST),--limit $(HOST)) $(EXTRA)
 
-test-host: $(VENV_STAMP) models ## end-to-end: site.yml against a throwaway systemd-nspawn host (root; ~15 min)
+test-host: $(VENV_STAMP) models ## end-to-end: site.yml against a throwaway systemd-nspawn host (root; ~21-25 min)
 	$(PY) -m pytest -v tests/ansible/test_deploy_testhost.py
 
 test-fleet: $(VENV_STAMP) models ## end-to-end: two Triton hosts + a gateway host, drills under Locust (root; ~11 min)

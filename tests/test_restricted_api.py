@@ -13,6 +13,7 @@ import time
 import psutil
 import pytest
 import restricted
+from repos import linear_only
 
 from tritonops import adminkey, contract, perf_analyzer, settings
 from tritonops.server import LocalServer, free_port, listening
@@ -22,9 +23,11 @@ LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}  # gRPC listens IPv6-style on an IP
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """LocalServer with its defaults: no host, no key given (ADMIN_KEY_FILE, generated when missing)."""
-    log = tmp_path_factory.mktemp("restricted") / "server.log"
-    with LocalServer(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(), log_path=log) as s:
+    """LocalServer with its defaults: no host, no key given (ADMIN_KEY_FILE, generated when missing). Linear
+    only: the drill's endpoints name linear, and embed's pipeline would add ~10-25 s to the start."""
+    work = tmp_path_factory.mktemp("restricted")
+    with LocalServer(linear_only(work / "repo"), http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                     log_path=work / "server.log") as s:
         assert s.admin_key_file == adminkey.default_file()
         yield s
 
@@ -113,12 +116,13 @@ def test_key_file_is_generated_private_and_checked(tmp_path):
 
 
 def test_serve_cli_binds_loopback_and_says_where_the_key_is(tmp_path):
-    """What `make serve` runs, with its defaults (BIND_ADDRESS) and a key file of this test's own."""
+    """What `make serve` runs, with its defaults (BIND_ADDRESS) and a key file of this test's own; a
+    linear-only repository (what it binds does not depend on the models; embed's start is slow)."""
     key_file = tmp_path / "admin-key"
     ports = [free_port() for _ in range(3)]
     proc = subprocess.Popen([sys.executable, "-m", "tritonops.cli", "serve", "--http-port", str(ports[0]),
                              "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]),
-                             "--admin-key-file", str(key_file)],
+                             "--admin-key-file", str(key_file), "--repository", str(linear_only(tmp_path / "repo"))],
                             cwd=settings.ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
     try:

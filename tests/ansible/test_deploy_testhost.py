@@ -4,15 +4,16 @@ The CPU image and the gateway's travel as `docker save` tarballs (the air-gapped
 roles take their skip path (no NVIDIA device in the guest); Docker, the gateway and Triton are
 installed and run for real. Then: the seed request and the embed model's sentences are answered through
 the guest's address (the gateway's published ports), the release carries the MiniLM files `make models`
-extracted (listed in its SHA256SUMS, which its id hashes), a deploy onto a full /opt/tritonops stops
-with the figures, and the crash
+extracted (listed in its SHA256SUMS, which its id hashes). The drills then start from a release of the
+linear model only (they test release mechanics, not models; shipping and loading embed slowed each of
+their plays): a deploy onto a full /opt/tritonops stops with the figures, and the crash
 drills: a deploy SIGKILLed at the two points where the links and the running container disagree, each
 followed by the next deploy (under a steady client: it swaps nothing, so nothing is lost) and a
 rollback to the old release and its old image; testinfra's host checks pass after that rollback, pruning
 leaves exactly the images kept releases run. After a reboot the stack comes back by itself.
 Firewall drills: from a second, unlisted address on the test network the published ports time out
 over IPv4 and IPv6, also at every 0.2 s poll through that reboot. Needs root, systemd-nspawn, Docker
-on the controller (to save the images) and about 13 minutes. A second run changing nothing and a
+on the controller (to save the images) and 21-25 minutes. A second run changing nothing and a
 broken release rolled back are drilled on the fleet (test_fleet_testhost.py), on two such hosts; check
 mode planning no change, in the GPU-fact test here.
 """
@@ -34,7 +35,7 @@ from tritonops import contract, embedding, models, settings, smoke
 import embedclient
 import testhost as th
 
-from deployhelpers import copy_repository_from, folded, image_tarballs
+from deployhelpers import copy_repository_from, folded, image_tarballs, linear_only_snapshot
 from playbook_runner import LOGS, PlayResult, ansible_playbook, ansible_playbook_killed_at
 import portprobe
 from steadyload import SteadyLoad
@@ -47,9 +48,11 @@ HTTP, GRPC = settings.port("http"), settings.port("grpc")
 FIREWALLED = [(address, port) for address in (th.GUEST_ADDR, th.GUEST_ADDR6)
               for port in (HTTP, GRPC, settings.port("metrics"))]
 # Drill bounds from measurements on this 2-core box (docs/failure-modes.md), ~2-3x the worst seen.
-# Seed answered after the controller's SIGKILL: the new container, recreated without waiting, loads
-# linear and embed first: 31.1 and 30.1 s beside other suites (load 10), 2026-12-07.
-CRASH_ANSWERED_S = 75.0
+# Seed answered after the controller's SIGKILL: the new container, recreated without waiting, loads the
+# drills' linear-only release first: 10.4 and 6.1 s beside other suites (load 6-8), 2026-12-07 (31.1 and
+# 30.1 s when the drills shipped embed too). 45 s: above the 20-28 s a linear container took to answer
+# at load 10-14 (docs/failure-modes.md, the crashed container).
+CRASH_ANSWERED_S = 45.0
 # The next deploy under a steady client: it finds the new container running and swaps nothing
 # (0 failed, no outage, at both points); a container swap would lose its load time (13-30 s).
 CONVERGE_OUTAGE_S = 5.0
@@ -61,11 +64,14 @@ REBOOT_SERVING_S = 90.0  # seed answered after `systemctl reboot`: 13.6/13.7 s; 
 def guest(tmp_path_factory):
     tarballs = image_tarballs()
     started = time.monotonic()
-    # A snapshot: every play ships the same repository even if the working tree changes meanwhile.
-    snapshot = copy_repository_from(settings.MODEL_REPOSITORY, tmp_path_factory.mktemp("deployed") / "model_repository")
+    # Snapshots: every play ships the same repository even if the working tree changes meanwhile.
+    work = tmp_path_factory.mktemp("deployed")
+    whole = copy_repository_from(settings.MODEL_REPOSITORY, work / "model_repository")
+    linear = linear_only_snapshot(work / "linear_only" / "model_repository")
     with th.TestHost() as host:
         host.image_tarballs = tarballs
-        host.model_repository = snapshot
+        host.whole_repository = whole  # the first deploy's, as `make deploy` ships it: embed and its MiniLM files
+        host.model_repository = linear  # the drills' (release mechanics, not models): what plays ship by default
         yield host
     print(f"\ntest host lifetime (boot to teardown): {time.monotonic() - started:.0f} s")
 
@@ -109,32 +115,51 @@ def running(host: th.TestHost) -> tuple[str, str]:
     return str(Path(out[0]).parent), out[1]
 
 
-def wait_for_seed_answer(timeout: float) -> None:
+def answers(host: th.TestHost, address: str = th.GUEST_ADDR) -> None:
+    """Every model of the drills' repository (host.model_repository: linear) answers its samples through
+    the gateway's published ports at address (an IPv6 one in brackets)."""
+    smoke.run(f"{address}:{HTTP}", f"{address}:{GRPC}", repository=host.model_repository)
+
+
+def wait_for_seed_answer(host: th.TestHost, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
-            smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+            answers(host)
             return
         except smoke.SmokeFailure:
             if time.monotonic() > deadline:
                 raise
-            time.sleep(2)
+            time.sleep(0.5)  # also the figure's resolution
 
 
 @pytest.fixture(scope="module")
-def deployed(guest):
-    first = play(guest, log="1-first")
+def first_release(guest):
+    """The first deploy: the whole repository (linear and embed), as `make deploy` ships it."""
+    first = play(guest, "-e", f"triton_model_repository={guest.whole_repository}", log="1-first")
     assert first.rc == 0, first.output[-6000:]
     assert "nvidia_driver: skipped on" in first.output, "the driver role did not say why it skipped"
     assert "nvidia_container_toolkit: skipped on" in first.output
     return guest
 
 
-def test_seed_request_answered_through_the_guest_address(deployed):
+@pytest.fixture(scope="module")
+def deployed(first_release):
+    """The drills' starting point: a release of the linear model only (guest.model_repository) deployed over
+    the first. The drills are about release mechanics (links, images, disk, firewall, reboot), which do not
+    depend on the models; each of their plays then ships ~1 MB instead of embed's ~90 MB of MiniLM files,
+    and each container start loads one model instead of four (embed's pipeline: ~20 s more per start here)."""
+    second = play(first_release, "--tags", "triton", log="2-linear-only")  # as the drills deploy
+    assert second.rc == 0, second.output[-6000:]
+    assert running(first_release)[0] == release_of(first_release)
+    return first_release
+
+
+def test_seed_request_answered_through_the_guest_address(first_release):
     smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
 
 
-def test_embed_answered_beside_linear_through_the_guest_address(deployed):
+def test_embed_answered_beside_linear_through_the_guest_address(first_release):
     """The deployed host serves the whole repository: embed's fixed sentences through the gateway's
     published HTTP and gRPC ports, each answer within cosine 0.9999 of the controller's in-process
     reference, and linear's seed request beside it."""
@@ -142,18 +167,18 @@ def test_embed_answered_beside_linear_through_the_guest_address(deployed):
     smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
 
 
-def test_release_ships_the_minilm_files_and_its_id_covers_them(deployed):
+def test_release_ships_the_minilm_files_and_its_id_covers_them(first_release):
     """The files git does not carry travel with the release: its SHA256SUMS, the manifest the role
     hashes into the release id and checks the shipped files against, lists every file of the checked-in
     model manifests (the tokenizer's and encoder's MiniLM files, model.safetensors included) with the
     pinned sha256, and the host's copies match it. A different MiniLM file is a different id."""
-    release = release_of(deployed)
-    repo = deployed.model_repository
+    release = release_of(first_release)
+    repo = first_release.whole_repository
     wanted = {f"{e.sha256}  {e.path.relative_to(repo)}" for m in models.manifests(repo) for e in models.read_manifest(m)}
     assert any(line.endswith(f"{embedding.ENCODER}/{embedding.VERSION}/minilm/model.safetensors") for line in wanted), wanted
-    shipped = set(deployed.ssh(f"cat {release}/SHA256SUMS").stdout.splitlines())
+    shipped = set(first_release.ssh(f"cat {release}/SHA256SUMS").stdout.splitlines())
     assert wanted <= shipped, f"missing from {release}/SHA256SUMS: {sorted(wanted - shipped)}"
-    deployed.ssh(f"cd {release}/model_repository && sha256sum --check --strict --quiet ../SHA256SUMS")
+    first_release.ssh(f"cd {release}/model_repository && sha256sum --check --strict --quiet ../SHA256SUMS")
 
 
 @contextlib.contextmanager
@@ -207,7 +232,7 @@ def test_full_disk_stops_the_deploy_and_the_old_release_keeps_serving(deployed, 
         loaded = play(deployed, *args, log="8-full-disk-load")
         pulled = play(deployed, *args, "-e", "triton_image_source=pull", log="8-full-disk-release")  # images are there
         assert release_of(deployed) == before == running(deployed)[0]
-        smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+        answers(deployed)
     for result, what in ((loaded, "the image tarballs to copy would need"), (pulled, "(model repository plus triton_release_margin_bytes "
                                                                                   "for its other files) would need")):
         assert result.rc != 0, result.output[-6000:]
@@ -216,7 +241,7 @@ def test_full_disk_stops_the_deploy_and_the_old_release_keeps_serving(deployed, 
         assert what in said, result.output[-6000:]
         assert "Nothing was changed: the running release keeps serving." in folded(result)
     assert release_of(deployed) == before == running(deployed)[0]
-    smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+    answers(deployed)
 
 
 # The controller is SIGKILLed as it prints one of these task banners: the tasks before it are done.
@@ -251,7 +276,7 @@ def test_killed_deploy_serves_converges_and_rolls_back(deployed, tmp_path, point
         assert new_id != old_id
         ansible_playbook_killed_at(CRASH_POINTS[point], *site_args(deployed, *args), log=LOGS / f"testhost-7-{point}-killed.log")
         killed = time.monotonic()
-        wait_for_seed_answer(timeout=CRASH_ANSWERED_S)
+        wait_for_seed_answer(deployed, timeout=CRASH_ANSWERED_S)
         answered = time.monotonic() - killed
         serving_after_kill = running(deployed)[0]
 
@@ -275,7 +300,7 @@ def test_killed_deploy_serves_converges_and_rolls_back(deployed, tmp_path, point
         assert back.rc == 0, back.output[-6000:]
         assert release_of(deployed) == before and running(deployed) == (before, old_id)
         assert release_of(deployed, "previous") == new
-        smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+        answers(deployed)
     finally:
         deployed.ssh(f"docker tag {old_id} {ref}")  # the tag names what the tarball holds again
     assert answered <= CRASH_ANSWERED_S, f"seed answered {answered:.1f} s after the kill"  # after the rollback: the host as found
@@ -315,7 +340,7 @@ def test_failed_rollback_leaves_the_host_as_it_was(deployed):
     assert f"Release {Path(current).name} is serving again; current and previous are as they were." in said
     assert (release_of(deployed), release_of(deployed, "previous")) == (current, previous)
     assert running(deployed)[0] == current
-    smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
+    answers(deployed)
 
 
 def test_stack_comes_back_after_a_reboot(deployed):
@@ -326,7 +351,7 @@ def test_stack_comes_back_after_a_reboot(deployed):
                           phase=lambda: "rebooted" if deployed.boots >= rebooted else "before") as poller:
         started = time.monotonic()
         deployed.reboot()
-        wait_for_seed_answer(timeout=180)
+        wait_for_seed_answer(deployed, timeout=180)
         serving = time.monotonic() - started
     print(f"\nserving again {serving:.1f} s after the reboot command (bound {REBOOT_SERVING_S} s); firewall drill: {poller.rounds} polls of "
           f"{len(FIREWALLED)} ports from {th.UNLISTED_ADDR} and {th.UNLISTED_ADDR6}: {dict(poller.phases)}, "
@@ -351,8 +376,8 @@ def test_unlisted_address_times_out_on_every_port(deployed):
     assert unlisted == dict.fromkeys(FIREWALLED, portprobe.TIMEOUT), unlisted
     listed = {**portprobe.probe(th.HOST_ADDR, v4), **portprobe.probe(th.HOST_ADDR6, v6)}
     assert listed == dict.fromkeys(FIREWALLED, portprobe.CONNECTED), listed
-    smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}")
-    smoke.run(f"[{th.GUEST_ADDR6}]:{HTTP}", f"[{th.GUEST_ADDR6}]:{GRPC}")
+    answers(deployed)
+    answers(deployed, f"[{th.GUEST_ADDR6}]")
     ssh = {**portprobe.probe(th.UNLISTED_ADDR, [(th.GUEST_ADDR, 22)]), **portprobe.probe(th.UNLISTED_ADDR6, [(th.GUEST_ADDR6, 22)])}
     assert set(ssh.values()) == {portprobe.CONNECTED}, f"the firewall touched SSH: {ssh}"
 
@@ -394,7 +419,7 @@ def test_management_apis_need_this_hosts_admin_key(deployed):
         assert r.status == 200
 
 
-def test_gpu_presence_is_a_local_fact_every_play_reads(deployed, tmp_path):
+def test_gpu_presence_is_a_local_fact_every_play_reads(deployed):
     """GPU presence lives in /etc/ansible/facts.d/tritonops.fact (written by the nvidia_driver role), so plays
     that skip that role still see it: with a fact saying GPU on this GPU-less host, `--tags triton --check`
     plans the -gpu image with compose.gpu.yaml and rollback.yml --check plans compose.gpu.yaml; without the
@@ -405,21 +430,12 @@ def test_gpu_presence_is_a_local_fact_every_play_reads(deployed, tmp_path):
     versions = settings.versions()
     gpu_image = f"{versions['IMAGE_REPO']}:{versions['NGC_TAG']}-gpu"
     cpu_image = f"{versions['IMAGE_REPO']}:{versions['CPU_NGC_TAG']}-cpu"
-    if deployed.ssh("test -L /opt/tritonops/previous", check=False).returncode:
-        # Run alone: give rollback.yml a target (a second release, rolled back from), as the module's order leaves it.
-        second_repo = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
-        config = second_repo / contract.MODEL / "config.pbtxt"
-        config.write_text(config.read_text() + "# second release (GPU fact test)\n")
-        second = play(deployed, "--tags", "triton", "-e", f"triton_model_repository={second_repo}", log="6-gpu-fact-second")
-        assert second.rc == 0, second.output[-6000:]
-        back = ansible_playbook("-i", str(deployed.inventory), "rollback.yml", "-e", f"@{E2E_VARS}",
-                                log=LOGS / "testhost-6-gpu-fact-rollback.log")
-        assert back.rc == 0, back.output[-6000:]
+    # rollback.yml's target: the deployed fixture leaves a previous release, whatever ran before.
+    assert deployed.ssh("test -L /opt/tritonops/previous", check=False).returncode == 0, "no previous release to plan a rollback to"
 
     def plans(name: str) -> tuple[PlayResult, PlayResult]:
         deploy = play(deployed, "--tags", "triton", "--check", log=f"6-gpu-fact-{name}")
-        back = ansible_playbook("-i", str(deployed.inventory), "rollback.yml", "-e", f"@{E2E_VARS}", "--check",
-                                log=LOGS / f"testhost-6-gpu-fact-{name}-rollback.log")
+        back = rollback(deployed, "--check", log=f"6-gpu-fact-{name}-rollback")
         for result in (deploy, back):
             assert result.rc == 0, result.output[-6000:]
         assert deploy.recap()[th.MACHINE]["failed"] == 0
