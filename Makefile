@@ -1,6 +1,6 @@
 # The front door. Every verb is listed by `make help`; each user verb is one `tritonops <command>` (logic
 # lives in tritonops/ and the folders); the bootstrap and development targets (venv, lock, lint, test*,
-# testhost-shell, clean) call pip, pytest and the test harness directly.
+# testhost-shell, clean, docs) call pip, pytest, mkdocs and the test harness directly.
 # Versions, ports and paths come from versions.env, read as `KEY ?= VALUE`, so both the environment
 # (HTTP_PORT=9000 make serve) and the command line (make serve HTTP_PORT=9000) override any of them.
 VERSIONS_MK := .cache/versions.mk

@@ -12,9 +12,9 @@ import pytest
 from tritonops import playbook, settings
 from tritonops.cli import COMMANDS
 
-# make help's targets that bootstrap the checkout or run the tests: they call pip, pytest or the test
+# make help's targets that bootstrap the checkout, build the docs or run the tests: they call pip, mkdocs, pytest or the test
 # harness (tests/ansible/testhost.py), not tritonops. Every other target in make help is a user verb.
-DEV_TARGETS = {"help", "venv", "lock", "lint", "actionlint", "test", "test-fast", "test-host", "test-fleet", "testhost-shell", "clean"}
+DEV_TARGETS = {"help", "venv", "lock", "lint", "actionlint", "test", "test-fast", "test-host", "test-fleet", "testhost-shell", "clean", "docs"}
 TRITONOPS = ".venv/bin/tritonops"
 
 

@@ -468,3 +468,38 @@ def test_a_bad_encoder_request_fails_alone(triton, http):
         assert status == 200, answer
         assert_matches_reference(texts, from_json(answer))
     assert_still_serving(http)
+
+
+def _weightless_copy(dest, manifest_edit=None):
+    """model_repository as the deploy's check fetches it from a host: configs, descriptors, manifests."""
+    import shutil
+
+    for src in settings.MODEL_REPOSITORY.rglob("*"):
+        if src.name in ("config.pbtxt", "tritonops.json", "SHA256SUMS") and "minilm" not in src.parts:
+            target = dest / src.relative_to(settings.MODEL_REPOSITORY)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, target)
+    if manifest_edit:
+        path = dest / embedding.ENCODER / VERSION / "SHA256SUMS"
+        path.write_text(manifest_edit(path.read_text()))
+    return dest
+
+
+def test_a_weightless_copy_borrows_the_shipped_files_only_when_the_manifests_match(tmp_path):
+    """The deploy's smoke reads a host's release from a copy without MiniLM's weights: the embed
+    reference then uses the shipped repository's files, pinned by the same SHA256SUMS, and refuses
+    (naming the step) when the release pins other files."""
+    from tritonops import descriptor
+
+    texts = list(SENTENCES[:2])
+    answer = {OUTPUT: embedding.reference(texts)}
+    for name, edit, verdict in (("same", None, None), ("other", lambda s: s.replace(s[:8], "00000000", 1), "encoder")):
+        copy = _weightless_copy(tmp_path / name, edit)
+        assert not embedding.has_files(copy)
+        desc = descriptor.load(copy / MODEL)
+        sample = descriptor.Sample(inputs=[descriptor.Tensor(INPUT, "BYTES", (len(texts), 1), texts)], outputs=[])
+        problem = descriptor.check(desc, sample, answer)
+        if verdict is None:
+            assert problem is None, problem
+        else:
+            assert problem and "manifests differ" in problem and verdict in problem, problem

@@ -230,12 +230,22 @@ def _linear_reference(desc: Descriptor, sample: Sample, outputs: dict[str, np.nd
 
 
 def _embed_reference(desc: Descriptor, sample: Sample, outputs: dict[str, np.ndarray]) -> str | None:
-    """The transformers reference from the tokenizer's and encoder's files beside the descriptor's model."""
-    from . import embedding
+    """The transformers reference from the tokenizer's and encoder's files beside the descriptor's model.
+    A repository holding only configs, descriptors and manifests (the deploy's copy of what a host serves,
+    fetched without its 90 MB of weights) borrows the shipped repository's files when their pinned
+    manifests (SHA256SUMS) are the same; otherwise it says which differ."""
+    from . import embedding, settings
 
     (texts,) = [t.data for t in sample.inputs if t.name == embedding.INPUT]
     texts = list(texts)
-    want = embedding.reference(texts, repository=desc.path.parent.parent)
+    repository = desc.path.parent.parent
+    if not embedding.has_files(repository):
+        differ = embedding.manifests_differ(repository, settings.MODEL_REPOSITORY)
+        if differ:
+            return (f"{repository} has no weights for the embed reference and its manifests differ from "
+                    f"{settings.MODEL_REPOSITORY}'s: {', '.join(differ)}")
+        repository = settings.MODEL_REPOSITORY
+    want = embedding.reference(texts, repository=repository)
     return embedding.check_output(texts, outputs.get(embedding.OUTPUT), want)
 
 

@@ -55,6 +55,20 @@ def _files(model: str, repository: Path) -> Path:
     return repository / model / VERSION / _parameter(model, "files", repository)
 
 
+def has_files(repository: Path) -> bool:
+    """Whether the repository holds the tokenizer's and encoder's files (`make models` extracted them)."""
+    return all(_files(m, repository).is_dir() for m in (TOKENIZER, ENCODER))
+
+
+def manifests_differ(repository: Path, other: Path) -> list[str]:
+    """The steps whose pinned manifest (<step>/<version>/SHA256SUMS) is missing or differs between the two."""
+    def text(repo: Path, model: str) -> str | None:
+        path = repo / model / VERSION / "SHA256SUMS"
+        return path.read_text() if path.is_file() else None
+
+    return [m for m in (TOKENIZER, ENCODER) if text(repository, m) is None or text(repository, m) != text(other, m)]
+
+
 def max_tokens(repository: Path = settings.MODEL_REPOSITORY) -> int:
     """The tokenizer's truncation length (its `max_tokens` parameter)."""
     return int(_parameter(TOKENIZER, "max_tokens", repository))
