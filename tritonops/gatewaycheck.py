@@ -1,4 +1,4 @@
-"""The gateway's health check, derived from the served repository's descriptors (README: Health).
+"""The gateway's health check, derived from the served repository's descriptors (docs/health.md).
 
 One check per model whose tritonops.json has `health_check` true (the default) and samples, and that is
 not an ensemble step (steps are reached, so checked, through their ensemble): the descriptor's first
