@@ -100,6 +100,20 @@ class PreparedHttpUser(User):
     def prepare(host: str, opts) -> list:
         raise NotImplementedError
 
+    @classmethod
+    def prepare_at_init(cls, environment, runner) -> None:
+        """The pool now, before Locust's clock starts (an init listener calls this). A master runs no
+        users; with no server yet, the user's on_start meets it again and reports it."""
+        from locust.runners import MasterRunner
+
+        if environment.parsed_options is None or isinstance(runner, MasterRunner) or not environment.host:
+            return
+        try:
+            cls.prepare(environment.host, environment.parsed_options)
+        except Exception:  # noqa: BLE001 - reported by on_start, where a failure counts
+            log.debug("request pool not prepared at start", exc_info=True)
+        settle_clock()
+
     def on_start(self):
         self.binary = self.environment.parsed_options.binary
         self.name = f"{self.model} [{'binary' if self.binary else 'json'}]"

@@ -19,21 +19,18 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
 import random
 import urllib.request
 
 import numpy as np
 # common: SIGINT through gevent's hub, the HTTP request path; it imports the gate, which installs its
 # event hooks (its arguments, thresholds, verdict and pacing).
-from common import PreparedHttpUser, post_checked, settle_clock
+from common import PreparedHttpUser, post_checked
 from locust import events, task
-from locust.runners import MasterRunner
 
 import slo_gate
 from tritonops import embedding
 
-log = logging.getLogger("loadtests.embed")
 slo_gate.MODEL, slo_gate.STEP = embedding.MODEL, embedding.ENCODER
 # Mixed batches: 1..MIX_ROWS sentences a request. Not 1..max_batch_size (64): a 64-sentence request
 # costs the 2-core box ~0.1 s of CPU, and clients of an embedding service send a few texts at a time.
@@ -53,14 +50,7 @@ def _arguments(parser):
 def _prepare(environment, runner, **_kwargs):
     """References and request pool now, before Locust's clock starts (transformers loads for seconds).
     A master runs no users; a run stopped at init (a bad thresholds file) never gets here."""
-    opts = environment.parsed_options
-    if opts is None or isinstance(runner, MasterRunner) or not environment.host:
-        return
-    try:
-        EmbedHttpUser.prepare(environment.host, opts)
-    except Exception:  # noqa: BLE001 - no server (yet): the user's on_start meets it again and reports it
-        log.debug("request pool not prepared at start", exc_info=True)
-    settle_clock()
+    EmbedHttpUser.prepare_at_init(environment, runner)
 
 
 @functools.cache

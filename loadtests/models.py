@@ -31,21 +31,18 @@ loadtests/thresholds.toml as for linear.py. The server-side counters are read fo
 from __future__ import annotations
 
 import functools
-import logging
 import random
 import sys
 from pathlib import Path
 
 # common: SIGINT through gevent's hub, the HTTP request path; it imports the gate, which installs its
 # event hooks (its arguments, thresholds, verdict and pacing).
-from common import PreparedHttpUser, post_checked, settle_clock
+from common import PreparedHttpUser, post_checked
 from locust import events, task
-from locust.runners import MasterRunner
 
 import slo_gate
 from tritonops import descriptor, prepared, settings
 
-log = logging.getLogger("loadtests.models")
 POOL_PER_MODEL = 256  # prepared requests per model (its samples in turn); users cycle through the pool
 REFERENCE_RTOL, REFERENCE_ATOL = 1e-3, 1e-4
 
@@ -91,13 +88,7 @@ def _prepare(environment, runner, **_kwargs):
         sys.exit(2)
     # the server's counters are those of the one model loaded (several: none)
     slo_gate.MODEL, slo_gate.STEP = (descs[0].model if len(descs) == 1 else ""), ""
-    if isinstance(runner, MasterRunner) or not environment.host:
-        return
-    try:
-        ModelsHttpUser.prepare(environment.host, opts)
-    except Exception:  # noqa: BLE001 - no server (yet): the user's on_start meets it again and reports it
-        log.debug("request pool not prepared at start", exc_info=True)
-    settle_clock()
+    ModelsHttpUser.prepare_at_init(environment, runner)
 
 
 def _short(model: str):
