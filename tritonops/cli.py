@@ -14,6 +14,7 @@ COMMANDS = {
     "train": ("tritonops.train:main", "fit nn.Linear(3, 1) and write its state_dict"),
     "loadtest": ("tritonops.loadgate:main", "run loadtests/linear.py (--model embed: embed.py) headless, gated by its SLO hooks on loadtests/thresholds.toml"),
     "gateway": ("tritonops.gateway:main", "render the gateway's HAProxy configuration (gateway/haproxy.cfg.j2)"),
+    "host-files": ("tritonops.hostfiles:main", "render a host's compose.env and gateway files into a release folder (the Ansible role's controller step)"),
     "bench": ("tritonops.bench:main", "perf_analyzer sweep: shipped linear vs the seed's model vs the identity floor; embed with and without batching"),
     "images": ("tritonops.images:main", "build the base, server and gateway images, their pip locks and tarballs"),
     "compose": ("tritonops.compose:main", "the compose stack: env file, up (healthy), down, logs"),

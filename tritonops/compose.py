@@ -3,10 +3,10 @@
 `make up`, `make down` and `make logs` call this module. The env file holds every versions.env key
 (environment variables of the same name override them, as with `make up HTTP_PORT=9000`) plus what
 compose needs that is derived: the host ports (HOST_HTTP_PORT... default to the container ports),
-absolute paths, the rendered Prometheus config (Prometheus does not expand variables itself) and
-the gateway's files: its HAProxy config rendered from gateway/haproxy.cfg.j2, the TLS PEM and the
-API keys (empty files while those are off), and Triton's admin key (ADMIN_KEY_FILE, generated when
-missing), mounted as a file so that it never shows in `docker inspect`.
+absolute paths, the rendered Prometheus config (Prometheus does not expand variables itself), Triton's
+admin key (ADMIN_KEY_FILE, generated when missing, mounted as a file so that it never shows in
+`docker inspect`) and the gateway's files. The env file and the gateway's files come from
+tritonops.hostfiles, which also renders every deployed host's (the Ansible triton role).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import adminkey, gateway, images, models, privatefile, settings
+from . import adminkey, hostfiles, images, models, privatefile, settings
 
 COMPOSE_DIR = settings.ROOT / "compose"
 BASE_FILE = COMPOSE_DIR / "compose.yaml"
@@ -32,11 +32,9 @@ PROMETHEUS_TEMPLATE = COMPOSE_DIR / "prometheus" / "prometheus.yml"
 ALERT_RULES = COMPOSE_DIR / "prometheus" / "alerts.yml"
 STATE = settings.ROOT / ".cache" / "compose"
 DEFAULT_PROJECT = "tritonops"
-# Host-side ports: the published port of each container port, overridable one by one.
-HOST_PORTS = {"HOST_HTTP_PORT": "HTTP_PORT", "HOST_GRPC_PORT": "GRPC_PORT", "HOST_METRICS_PORT": "METRICS_PORT",
-              "HOST_PROMETHEUS_PORT": "PROMETHEUS_PORT", "HOST_GRAFANA_PORT": "GRAFANA_PORT"}
-# Seconds the engine waits beyond Triton's exit timeout before SIGKILL (the role's compose.env.j2 adds the same).
-STOP_MARGIN_SECS = 10
+# The host ports and the stop margin are defined by the one renderer of a host's files (tritonops.hostfiles).
+HOST_PORTS = hostfiles.HOST_PORTS
+STOP_MARGIN_SECS = hostfiles.STOP_MARGIN_SECS
 GRAFANA_IMAGE_UID = 472  # the grafana/grafana image's own user: gets the password file when root writes it
 
 
@@ -57,74 +55,35 @@ def compose_command() -> tuple[str, ...]:
 
 
 def environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
-    """versions.env, overridden by same-named environment variables and then by `overrides`."""
+    """versions.env, overridden by same-named environment variables and then by `overrides`, completed
+    by tritonops.hostfiles.derive (host ports, stop grace period, image names)."""
     values = dict(settings.versions())
     values.update({k: os.environ[k] for k in [*values, *HOST_PORTS] if k in os.environ})
     values.update(overrides or {})
-    for host_key, container_key in HOST_PORTS.items():
-        values.setdefault(host_key, values[container_key])
     repo = Path(values["MODEL_REPOSITORY"])
     values["MODEL_REPOSITORY_DIR"] = str(repo if repo.is_absolute() else settings.ROOT / repo)
-    for key in [*HOST_PORTS, *HOST_PORTS.values()]:
-        if not values[key].isdigit() or not 0 < int(values[key]) < 65536:
-            raise ComposeError(f"{key}={values[key]!r}: expected a port number 1-65535")
     if not Path(values["MODEL_REPOSITORY_DIR"]).is_dir():
         raise ComposeError(f"MODEL_REPOSITORY={values['MODEL_REPOSITORY']}: no such directory")
-    if not values["TRITON_REPLICAS"].isdigit() or int(values["TRITON_REPLICAS"]) < 1:
-        raise ComposeError(f"TRITON_REPLICAS={values['TRITON_REPLICAS']!r}: expected a whole number >= 1")
-    if values["GRAFANA_ANONYMOUS"] not in ("true", "false"):
-        raise ComposeError(f"GRAFANA_ANONYMOUS={values['GRAFANA_ANONYMOUS']!r}: expected true or false")
-    if not values["TRITON_EXIT_TIMEOUT_SECS"].isdigit():
-        raise ComposeError(f"TRITON_EXIT_TIMEOUT_SECS={values['TRITON_EXIT_TIMEOUT_SECS']!r}: expected whole seconds")
-    values.setdefault("TRITON_STOP_GRACE_PERIOD", f"{int(values['TRITON_EXIT_TIMEOUT_SECS']) + STOP_MARGIN_SECS}s")
-    # The images compose runs (compose.yaml, compose.gpu.yaml), named by tritonops.images' one builder.
-    values.update({"TRITON_IMAGE_CPU": images.image_ref(values, "cpu"), "TRITON_IMAGE_GPU": images.image_ref(values, "gpu"),
-                   "TRITON_GATEWAY_IMAGE": images.gateway_ref(values)})
-    return values
+    try:
+        return hostfiles.derive(values)
+    except hostfiles.HostFilesError as exc:
+        raise ComposeError(str(exc)) from None
 
 
-def _file_value(values: dict[str, str], key: str) -> Path | None:
-    """A versions.env key naming a file: None when empty, else the file, which must exist."""
-    if not values[key]:
-        return None
-    path = Path(values[key]).expanduser()
-    if not path.is_file():
-        raise ComposeError(f"{key}={values[key]}: no such file")
-    return path
+def render(values: dict[str, str], gateway_dir: Path) -> hostfiles.HostFiles:
+    """This machine's files for one stack (tritonops.hostfiles, as the Ansible role renders a host's)."""
+    try:
+        return hostfiles.render(values, gateway_dir=str(gateway_dir), repository=Path(values["MODEL_REPOSITORY_DIR"]))
+    except hostfiles.HostFilesError as exc:
+        raise ComposeError(str(exc)) from None
 
 
 def write_gateway(directory: Path, values: dict[str, str]) -> dict[str, str]:
-    """The gateway's config, TLS PEM and API keys in directory (0700; the files are mounted one by
-    one, read by the container's haproxy user); returns the env keys compose mounts them from."""
-    directory.mkdir(parents=True, exist_ok=True)
-    directory.chmod(0o700)
-    cert, key = _file_value(values, "GATEWAY_TLS_CERT"), _file_value(values, "GATEWAY_TLS_KEY")
-    if bool(cert) != bool(key):
-        raise ComposeError("GATEWAY_TLS_CERT and GATEWAY_TLS_KEY turn TLS on together: set both, or neither")
-    keys = _file_value(values, "GATEWAY_API_KEYS_FILE")
-    try:
-        key_lines = gateway.read_api_keys(keys) if keys else []
-    except gateway.GatewayError as exc:
-        raise ComposeError(str(exc)) from None
-    if keys and not key_lines:
-        raise ComposeError(f"GATEWAY_API_KEYS_FILE={keys}: holds no key (one key per line)")
-    files = {"GATEWAY_CONFIG": directory / "haproxy.cfg", "GATEWAY_TLS_PEM": directory / "tls.pem",
-             "GATEWAY_API_KEYS": directory / "api-keys"}
-    files["GATEWAY_TLS_PEM"].write_text(cert.read_text().rstrip("\n") + "\n" + key.read_text() if cert else "")
-    files["GATEWAY_API_KEYS"].write_text("".join(f"{k}\n" for k in key_lines))
-    inside = "/usr/local/etc/haproxy"  # where compose.yaml mounts them
-    backend = gateway.Backend("triton", "triton", int(values["HTTP_PORT"]), int(values["GRPC_PORT"]),
-                              int(values["METRICS_PORT"]), replicas=int(values["TRITON_REPLICAS"]))
-    try:
-        files["GATEWAY_CONFIG"].write_text(gateway.render(
-            [backend], resolvers=gateway.DOCKER_DNS, admin_socket="/tmp/haproxy-admin.sock", values=values,
-            repository=settings.ROOT / values.get("MODEL_REPOSITORY_DIR", values["MODEL_REPOSITORY"]),
-            tls_pem=f"{inside}/tls.pem" if cert else "", api_keys_file=f"{inside}/api-keys" if keys else ""))
-    except gateway.GatewayError as exc:
-        raise ComposeError(str(exc)) from None
-    for f in files.values():
-        f.chmod(0o644)
-    return {k: str(v) for k, v in files.items()}
+    """The gateway's config, TLS PEM and API keys in directory; returns the env keys compose mounts them from."""
+    values = {"MODEL_REPOSITORY_DIR": str(settings.ROOT / values["MODEL_REPOSITORY"]), **values}
+    files = render(values, directory)
+    files.write_gateway(directory)
+    return {k: files.env[k] for k in hostfiles.GATEWAY_FILES}
 
 
 def grafana_password_file(env_file: Path) -> Path:
@@ -174,17 +133,16 @@ def prometheus_config(values: dict[str, str]) -> str:
 
 
 def write_env(path: Path, overrides: dict[str, str] | None = None) -> Path:
-    """Write the env file (and the Prometheus config it points to) for one stack."""
+    """Write the env file, the gateway's files and the Prometheus config it points to, for one stack."""
     values = environment(overrides)
     path.parent.mkdir(parents=True, exist_ok=True)
     prometheus = path.with_name(path.stem + ".prometheus.yml")
     prometheus.write_text(prometheus_config(values))
     values["PROMETHEUS_CONFIG"] = str(prometheus)
-    values.update(write_gateway(path.with_name(path.stem + ".gateway"), values))
     values.update(write_admin_key(path.with_name(path.stem + ".secrets"), values))
     values.update(write_grafana_password(path))
-    path.write_text("# Written by tritonops.compose from versions.env; do not edit.\n"
-                    + "".join(f"{k}={v}\n" for k, v in values.items()))
+    files = render(values, path.with_name(path.stem + ".gateway"))
+    files.write(path, path.with_name(path.stem + ".gateway"))
     return path
 
 

@@ -1,7 +1,7 @@
 """The gateway: HAProxy in front of Triton, from the one template gateway/haproxy.cfg.j2.
 
-The compose stack (tritonops.compose), the benchmark and the tests render it here; Ansible renders
-the same file with its template module. `LocalGateway` runs this machine's haproxy binary (Debian's
+A host's copy is rendered by tritonops.hostfiles (for `make up` and, on the controller, for the
+Ansible triton role); the benchmark and the tests render their own here. `LocalGateway` runs this machine's haproxy binary (Debian's
 package) in front of local tritonservers, the way `LocalServer` runs the wheel's Triton.
 """
 from __future__ import annotations
@@ -58,14 +58,15 @@ class Backend:
 def variables(backends: list[Backend], *, bind: str = "0.0.0.0", ports: dict[str, int] | None = None,
               resolvers: str = "", tls_pem: str = "", api_keys_file: str = "", admin_socket: str,
               values: dict[str, str] | None = None, unlimited_sources: list[str] | None = None,
-              repository: Path | None = None) -> dict:
+              repository: Path | None = None, checks: list[dict] | None = None) -> dict:
     """The template's gateway_* variables (Ansible's role passes the same names). unlimited_sources:
     addresses exempt from the per-source limits (a fleet's gateways). repository: the model repository
     the backends serve (versions.env MODEL_REPOSITORY by default), whose descriptors give the health
-    check (tritonops.gatewaycheck)."""
+    check (tritonops.gatewaycheck), unless checks gives its requests."""
     v = values or settings.versions()
     try:
-        checks = gatewaycheck.checks(repository or settings.MODEL_REPOSITORY, int(v["GATEWAY_MAX_BODY_BYTES"]))
+        if checks is None:
+            checks = gatewaycheck.checks(repository or settings.MODEL_REPOSITORY, int(v["GATEWAY_MAX_BODY_BYTES"]))
     except gatewaycheck.CheckError as exc:
         raise GatewayError(str(exc)) from None
     ports = {"http": int(v["HTTP_PORT"]), "grpc": int(v["GRPC_PORT"]), "metrics": int(v["METRICS_PORT"]),

@@ -1,8 +1,8 @@
-"""The triton role writes the same gateway files as `make up`: its tasks/gateway.yml (Ansible's template
-module, the role's gateway_* variables) against tritonops.compose.write_gateway (Python's Jinja2), byte
-for byte, with TLS and API keys off and on. The role's `validate` runs haproxy -c in the gateway image,
-so this needs a Docker engine with that image (make image) and root (the files are owned by root). The
-health check comes from the role's own repository, a user's included (tasks/gateway-checks.yml)."""
+"""The triton role installs the gateway files `make up` writes: its tasks/host-files.yml renders them on the
+controller (tritonops.hostfiles), its tasks/gateway.yml copies them into the release, owned by root, 0644 in
+a 0700 folder, checked with haproxy -c in the gateway image; against tritonops.compose.write_gateway, byte
+for byte, with TLS and API keys off and on, and for a user's repository. The role's `validate` needs a
+Docker engine with the gateway image (make image) and root (the files are owned by root)."""
 from __future__ import annotations
 
 import json
@@ -40,7 +40,9 @@ def role_files(tmp_path: Path, extra: dict) -> Path:
     playbook.write_text(json.dumps([{
         "name": "Write the gateway's files with the triton role", "hosts": "localhost", "connection": "local",
         "gather_facts": False, "vars_files": [str(ANSIBLE_DIR / "group_vars" / "all.yml")],
-        "tasks": [{"name": "The role's gateway tasks",
+        "tasks": [{"name": "The role's controller step",
+                   "ansible.builtin.include_role": {"name": "triton", "tasks_from": "host-files.yml"}},
+                  {"name": "The role's gateway tasks",
                    "ansible.builtin.include_role": {"name": "triton", "tasks_from": "gateway.yml"}}]}]))
     release = tmp_path / "release"
     release.mkdir()
@@ -90,7 +92,7 @@ def test_tls_keys_and_replicas_match_compose(tmp_path):
 
 def test_a_user_repository_gives_the_role_the_same_checks_as_compose(tmp_path):
     """The role derives the gateway's check from its triton_model_repository on the controller (tritonops
-    gateway checks), as `make up` does from MODEL_REPOSITORY: a repository holding only a user's model."""
+    host-files), as `make up` does from MODEL_REPOSITORY: a repository holding only a user's model."""
     repo = build_byom_repository(tmp_path)
     ours = role_files(tmp_path, {"triton_model_repository": str(repo)})
     assert_same(ours, compose_files(tmp_path, {"MODEL_REPOSITORY": str(repo)}))

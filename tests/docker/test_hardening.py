@@ -11,7 +11,6 @@ import shutil
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -117,29 +116,6 @@ def test_hardened_stack_answers_the_seed_request(stack, docker_client):
     assert out.getvalue().count("ok ") == 3, out.getvalue()
     triton = container(stack, docker_client, "triton")
     assert triton.attrs["RestartCount"] == 0 and triton.attrs["State"]["Health"]["Status"] == "healthy"
-
-
-def test_the_role_env_file_sets_every_compose_variable(tmp_path):
-    """Ansible runs the same compose.yaml with the env file its compose.env.j2 renders: `compose
-    config` of every profile resolves each ${VAR} (an unset one warns and becomes "")."""
-    release = tmp_path / "release"
-    release.mkdir()
-    ansible = settings.ROOT / "ansible"
-    done = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible"), "localhost", "-c", "local", "-i", "localhost,",
-         "-m", "ansible.builtin.template", "-a", f"src=roles/triton/templates/compose.env.j2 dest={release}/compose.env",
-         "-e", "@roles/triton/defaults/main.yml", "-e", "@group_vars/all.yml", "-e", "@roles/triton/vars/main.yml",
-         "-e", f"tritonops_repo_root={settings.ROOT} triton_release_dir={release}",
-         "-e", f"ansible_python_interpreter={sys.executable}"],
-        cwd=ansible, capture_output=True, text=True, env={**os.environ, "ANSIBLE_CONFIG": str(ansible / "ansible.cfg")})
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    for gpu in (False, True):
-        stack = compose.Stack("tritonops-role-env-check", release / "compose.env", gpu=gpu, monitoring=True)
-        proc = stack.run("config", capture_output=True, text=True, check=False)
-        assert proc.returncode == 0 and "WARNING" not in proc.stderr, proc.stderr
-        triton = yaml.safe_load(proc.stdout)["services"]["triton"]
-        assert triton["cap_drop"] == ["ALL"]
-        assert to_bytes(str(triton["mem_limit"])) == to_bytes(settings.get("TRITON_MEMORY_LIMIT"))  # v2 writes bytes
 
 
 # --- Grafana: no default credentials ---

@@ -133,7 +133,7 @@ def test_a_broken_descriptor_or_an_unsafe_name_is_named(tmp_path):
 
 
 def test_the_cli_prints_the_list_the_renderer_uses(tmp_path):
-    """What the Ansible triton role runs on the controller (tasks/gateway-checks.yml)."""
+    """What the Ansible triton role runs on the controller (tasks/seed.yml: the checks of the release the host serves)."""
     repo = build_byom_repository(tmp_path)
     done = subprocess.run([sys.executable, "-m", "tritonops.cli", "gateway", "checks", "--repository", str(repo)],
                           cwd=settings.ROOT, capture_output=True, text=True, timeout=60,
