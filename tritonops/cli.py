@@ -26,7 +26,7 @@ COMMANDS = {
 def usage(out) -> None:
     print("usage: tritonops <command> [args]   (tritonops <command> --help for its options)\n", file=out)
     for name, (_, text) in COMMANDS.items():
-        print(f"  {name:10} {text}", file=out)
+        print(f"  {name:12} {text}", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:

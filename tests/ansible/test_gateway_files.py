@@ -1,12 +1,12 @@
 """The triton role installs the gateway files `make up` writes: its tasks/host-files.yml renders them on the
 controller (tritonops.hostfiles), its tasks/gateway.yml copies them into the release, owned by root, 0644 in
 a 0700 folder, checked with haproxy -c in the gateway image; against tritonops.compose.write_gateway, byte
-for byte, with TLS and API keys off and on, and for a user's repository. The role's `validate` needs a
-Docker engine with the gateway image (make image) and root (the files are owned by root)."""
+for byte, with TLS, API keys and replicas (test_host_files.py compares the rendered files for more hosts,
+without an engine). The role's `validate` needs a Docker engine with the gateway image (make image) and root
+(the files are owned by root)."""
 from __future__ import annotations
 
 import json
-import re
 import stat
 import sys
 from pathlib import Path
@@ -18,7 +18,6 @@ from tritonops import compose, images, settings
 from certs import self_signed
 from ci_policy import skip_or_fail
 from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
-from repos import BYOM_MODEL, build_byom_repository
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 FILES = ("haproxy.cfg", "tls.pem", "api-keys")
@@ -67,12 +66,6 @@ def assert_same(ours: Path, theirs: Path) -> None:
         assert stat.S_IMODE((ours / name).stat().st_mode) == 0o644
 
 
-def test_plain_gateway_files_match_compose(tmp_path):
-    ours = role_files(tmp_path, {})
-    assert_same(ours, compose_files(tmp_path, {}))
-    assert (ours / "tls.pem").read_bytes() == b"" and (ours / "api-keys").read_bytes() == b""
-
-
 def test_tls_keys_and_replicas_match_compose(tmp_path):
     tls = self_signed(tmp_path / "tls")
     cert, key = tls.cert, tls.key
@@ -88,13 +81,3 @@ def test_tls_keys_and_replicas_match_compose(tmp_path):
     assert config.count("ssl crt /usr/local/etc/haproxy/tls.pem") == 2 and "-f /usr/local/etc/haproxy/api-keys" in config
     assert "server triton2 triton:" in config
     assert b"PRIVATE KEY" in (ours / "tls.pem").read_bytes()
-
-
-def test_a_user_repository_gives_the_role_the_same_checks_as_compose(tmp_path):
-    """The role derives the gateway's check from its triton_model_repository on the controller (tritonops
-    host-files), as `make up` does from MODEL_REPOSITORY: a repository holding only a user's model."""
-    repo = build_byom_repository(tmp_path)
-    ours = role_files(tmp_path, {"triton_model_repository": str(repo)})
-    assert_same(ours, compose_files(tmp_path, {"MODEL_REPOSITORY": str(repo)}))
-    sent = re.findall(r"^    http-check send meth \S+ uri (\S+) ", (ours / "haproxy.cfg").read_text(), re.M)
-    assert sent == [f"/v2/models/{BYOM_MODEL}/infer"] * 2, sent

@@ -22,7 +22,7 @@ from tritonops import compose, gateway, hostfiles, images, settings
 
 from certs import self_signed
 from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
-from repos import build_byom_repository
+from repos import BYOM_MODEL, build_byom_repository
 
 ROLE = ANSIBLE_DIR / "roles" / "triton"
 IMAGE_KEYS = ["TRITON_IMAGE_CPU", "TRITON_IMAGE_GPU", "TRITON_GATEWAY_IMAGE"]
@@ -113,6 +113,8 @@ def test_a_user_repository_gives_the_role_the_same_gateway_check(tmp_path):
     env, gateway_dir = make_up(tmp_path, {"MODEL_REPOSITORY": str(repo)})
     role = role_files(tmp_path, {"triton_model_repository": str(repo)})
     assert_one_renderer(role, env, gateway_dir, {"MODEL_REPOSITORY"})
+    sent = re.findall(r"^    http-check send meth \S+ uri (\S+) ", (role / "gateway" / "haproxy.cfg").read_text(), re.M)
+    assert sent == [f"/v2/models/{BYOM_MODEL}/infer"] * 2, sent  # the user's model, on HTTP's and gRPC's backend
 
 
 def test_bad_host_values_fail_the_play_naming_the_key(tmp_path):
