@@ -1,4 +1,5 @@
-"""The triton role's CVE guard (tasks/cve-guard.yml reads the image's version, the cve_guard role judges it), run for real by ansible-playbook against images in this machine's engine.
+"""The triton role's CVE guard (tasks/cve-guard.yml reads the image's version, the cve_guard role judges
+it), run for real by ansible-playbook against images in this machine's engine.
 
 Tiny images (FROM scratch, metadata only) carry a Triton version the way the real ones do: env
 TRITON_SERVER_VERSION (set by the NGC base or images/cpu-base.Dockerfile) and/or the label
