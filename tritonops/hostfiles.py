@@ -111,9 +111,7 @@ def gateway_files(values: dict[str, str], repository: Path, unlimited_sources: l
             checks=checks, unlimited_sources=unlimited_sources,
             tls_pem=f"{GATEWAY_INSIDE}/{GATEWAY_FILES['GATEWAY_TLS_PEM']}" if cert else "",
             api_keys_file=f"{GATEWAY_INSIDE}/{GATEWAY_FILES['GATEWAY_API_KEYS']}" if keys else "")
-    except gatewaycheck.CheckError as exc:
-        raise HostFilesError(str(exc)) from None
-    except gateway.GatewayError as exc:
+    except (gatewaycheck.CheckError, gateway.GatewayError) as exc:
         raise HostFilesError(str(exc)) from None
     files = {GATEWAY_FILES["GATEWAY_CONFIG"]: config,
              GATEWAY_FILES["GATEWAY_TLS_PEM"]: cert.read_text().rstrip("\n") + "\n" + key.read_text() if cert else "",
