@@ -23,7 +23,7 @@ ANSIBLE = ROOT / "ansible"
 GROUP_VARS = ANSIBLE / "group_vars" / "all.yml"
 CVES = ANSIBLE / "roles" / "triton" / "vars" / "cves.yml"
 # The order the roles run in site.yml; a role missing here is added after them.
-ROLE_ORDER = ("nvidia_driver", "docker", "nvidia_container_toolkit", "triton", "gateway", "prometheus")
+ROLE_ORDER = ("nvidia_driver", "docker", "nvidia_container_toolkit", "triton", "cve_guard", "port_firewall", "gateway", "prometheus")
 MARKER = re.compile(r"^<!-- generated: ([a-z-]+) -->$", re.M)
 TOP_LEVEL = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*):(?:\s+(.*))?$")
 ENV_LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
