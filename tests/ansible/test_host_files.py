@@ -196,3 +196,15 @@ def test_ports_and_the_model_name_changed_in_versions_env_move_make_compose_and_
     scrape = {j["job_name"]: j for j in yaml.safe_load(Path(theirs["PROMETHEUS_CONFIG"]).read_text())["scrape_configs"]}
     assert scrape["triton"]["dns_sd_configs"][0]["port"] == int(PORTS["METRICS_PORT"]), scrape["triton"]
     assert ours["MODEL_NAME"] == theirs["MODEL_NAME"] == "linear2"  # both still write it (contract, train name it)
+
+
+def test_the_gateway_files_inside_path_has_one_value_and_checked_copies():
+    """Where the gateway's files sit in its container: tritonops.hostfiles.GATEWAY_INSIDE (the config names
+    them there); compose.yaml mounts each file there and the role's haproxy -c mounts them there too."""
+    service = yaml.safe_load((settings.ROOT / "compose" / "compose.yaml").read_text())["services"]["gateway"]
+    mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in service["volumes"] if volume.startswith("${GATEWAY_")}
+    assert mounts == {f"${{{key}}}": f"{hostfiles.GATEWAY_INSIDE}/{name}" for key, name in hostfiles.GATEWAY_FILES.items()}, \
+        f"compose/compose.yaml's gateway volumes differ from tritonops/hostfiles.py's GATEWAY_INSIDE/GATEWAY_FILES: {mounts}"
+    role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
+    assert role_vars["triton_gateway_inside"] == hostfiles.GATEWAY_INSIDE, \
+        "ansible/roles/triton/vars/main.yml triton_gateway_inside differs from tritonops/hostfiles.py GATEWAY_INSIDE"
