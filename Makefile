@@ -87,7 +87,7 @@ clean: ## remove the virtualenv, caches and reports
 # --- images & compose ---
 # CPU image by default; GPU=1 builds FROM the NGC image / adds compose.gpu.yaml. BAKE=1 also bakes
 # model_repository/ into <image>-baked. MONITORING=1 adds Prometheus + Grafana to `make up`.
-# Logic lives in tritonops/images.py and tritonops/compose.py.
+# Logic lives in tritonops/stack/images.py and tritonops/stack/compose.py.
 IMAGE_FLAGS := $(if $(filter 1,$(GPU)),--gpu) $(if $(filter 1,$(BAKE)),--bake)
 COMPOSE_FLAGS := $(if $(filter 1,$(GPU)),--gpu) $(if $(filter 1,$(MONITORING)),--monitoring)
 .PHONY: base-image lock-images wheels image image-tarball standin-images up down logs
@@ -123,7 +123,7 @@ logs: $(VENV_STAMP) ## follow the compose stack's logs
 # Provision GPU hosts and deploy Triton (ansible/site.yml): the gateways, then a rolling deploy over the
 # fleet, SERIAL hosts at a time (default 1). HOST limits it to some inventory hosts (HOST=gpu1); TAGS to
 # some roles (TAGS=triton: only a new model repository/image; TAGS=gateway: reload the gateways after an
-# inventory change); EXTRA adds -e/--check/... `tritonops deploy|rollback` (tritonops/playbook.py) run
+# inventory change); EXTRA adds -e/--check/... `tritonops deploy|rollback` (tritonops/stack/playbook.py) run
 # ansible-playbook with ansible/ansible.cfg; options they do not know go to ansible-playbook as they are.
 HOST ?=
 SERIAL ?=
@@ -149,7 +149,7 @@ testhost-shell: $(VENV_STAMP) ## boot the throwaway test host and keep it up unt
 	$(PY) tests/ansible/testhost.py
 
 # --- throughput ---
-# Load gate and benchmark (Locust's hooks in loadtests/slo_gate.py, tritonops/bench.py); reports go to reports/.
+# Load gate and benchmark (Locust's hooks in loadtests/slo_gate.py, tritonops/bench/suite.py); reports go to reports/.
 # make loadtest URL=gpu-host:8000 USERS=64 DURATION=2m TARGET=gpu; RATE=500: open loop, p95 at 500 req/s;
 # MODEL=embed loads the embed ensemble (loadtests/embed.py; its TARGET defaults to local-cpu-embed);
 # MODEL=<any other model> [REPO=dir]: loadtests/models.py sends its descriptor's samples, gated by its `slo`;

@@ -4,7 +4,7 @@
 # in the nvidia-pytriton wheel: versions.env CPU_TRITON_VERSION (= NGC CPU_NGC_TAG), the newest CPU
 # Triton any registry here has. It is older than the GPU pin and carries the CVEs fixed since
 # (README: Security): a stand-in for tests and development, not for exposed hosts. Built by
-# `make base-image` (tritonops/images.py), which passes every ARG from versions.env (TRITON_VERSION
+# `make base-image` (tritonops/stack/images.py), which passes every ARG from versions.env (TRITON_VERSION
 # and NGC_TAG get the CPU_ values); the context is certs/, wheels/ and requirements.txt (the hashed
 # lock images/requirements-cpu-base.txt).
 ARG DEBIAN_BASE

@@ -49,7 +49,7 @@ FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signa
 STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)  # tritonserver exits on these: no restart wanted
 WAITED = {*FORWARDED, signal.SIGCHLD}  # blocked, and taken in the main loop (run)
 ANSWER_CHARS = 300  # of a failing answer, in the log
-# tritonops.descriptor's file name and default tolerances (stdlib only here; tests/test_supervisor.py keeps them equal).
+# tritonops.models.descriptor's file name and default tolerances (stdlib only here; tests/test_supervisor.py keeps them equal).
 DESCRIPTOR = "tritonops.json"
 DEFAULT_RTOL, DEFAULT_ATOL = 1e-5, 1e-5
 

@@ -28,7 +28,7 @@ def _interrupt_main() -> None:
     gevent.get_hub().parent.throw(KeyboardInterrupt)
 
 
-# SIGINT (Ctrl-C; tritonops.locustcost stops Locust with it) is taken through gevent's hub, as Locust
+# SIGINT (Ctrl-C; tritonops.bench.locustcost stops Locust with it) is taken through gevent's hub, as Locust
 # takes SIGTERM. Python's own handler raised KeyboardInterrupt in whichever greenlet ran: inside a gRPC
 # call it left a lock held and Locust hung at exit (1 bench smoke run in 3 under load). It also takes
 # SIGINT back when Locust starts with it ignored, as a background job (`make test &`) does (POSIX).

@@ -5,11 +5,11 @@
     locust -f loadtests/embed.py --batch-size 1 ...       # one sentence per request instead of the mix
     make loadtest MODEL=embed                             # the same, gated, through tritonops loadtest
 
-Each request carries a batch of sentences drawn from tritonops.embedding.SENTENCES (repeats allowed):
+Each request carries a batch of sentences drawn from tritonops.models.embedding.SENTENCES (repeats allowed):
 1..MIX_ROWS of them, or a fixed --batch-size. Their references are computed once per process at start
-(transformers in this process, one sentence at a time, as tritonops.embedding.reference does), and the
+(transformers in this process, one sentence at a time, as tritonops.models.embedding.reference does), and the
 pool of requests is encoded then too; per request a user sends prepared bytes and checks the answer
-against the prepared references (tritonops.embedding.check_json_answer / check_binary_answer: shape,
+against the prepared references (tritonops.models.embedding.check_json_answer / check_binary_answer: shape,
 dtype, cosine >= MIN_COSINE per row, unit norm). A wrong answer is a failure, not a success.
 
 The SLO gate (--slo, --target-rps, ...) is loadtests/slo_gate.py's event hooks; here it reads the
@@ -29,7 +29,7 @@ from common import PreparedHttpUser, post_checked
 from locust import events, task
 
 import slo_gate
-from tritonops import embedding
+from tritonops.models import embedding
 
 slo_gate.MODEL, slo_gate.STEP = embedding.MODEL, embedding.ENCODER
 # Mixed batches: 1..MIX_ROWS sentences a request. Not 1..max_batch_size (64): a 64-sentence request
@@ -96,7 +96,7 @@ def _short(problem: str) -> str:
 
 class EmbedHttpUser(PreparedHttpUser):
     """POST /v2/models/embed/versions/1/infer with prepared batches of sentences; every answer checked
-    against the references computed at start (tritonops.embedding's rules and messages)."""
+    against the references computed at start (tritonops.models.embedding's rules and messages)."""
 
     model = embedding.MODEL
     path = f"/v2/models/{embedding.MODEL}/versions/{embedding.VERSION}/infer"

@@ -11,13 +11,13 @@
 Pick the protocol with Locust's user classes: LinearHttpUser (the default when none is named) or
 LinearGrpcUser. Each request carries a random batch of 1..max_batch_size rows (the server's own
 config, read at start) or a fixed --batch-size. Every answer is checked against the torch reference
-of the committed weights (tritonops.contract's rules: shape, dtype, np.allclose's tolerance); a wrong
+of the committed weights (tritonops.models.linear's rules: shape, dtype, np.allclose's tolerance); a wrong
 answer is a failure, not a success.
 
 The request path is cheap, so Locust measures the server and not itself: at start each process builds
 a pool of requests (random batches, encoded as tritonclient encodes them) with their answers computed
 once by the torch reference; per request a user sends prepared bytes and compares the answer's values
-with the prepared ones (no torch, no tritonclient). `python -m tritonops.locustcost` prices it.
+with the prepared ones (no torch, no tritonclient). `python -m tritonops.bench.locustcost` prices it.
 
 The SLO gate (--slo, --target-rps, --rate-per-user, ...) is loadtests/slo_gate.py's event hooks.
 """
@@ -44,10 +44,11 @@ from tritonclient.utils import InferenceServerException  # noqa: E402
 # event hooks (its arguments, thresholds, verdict and pacing).
 from common import PreparedHttpUser, post_checked, settle_clock, verdict  # noqa: E402
 
-from tritonops import contract, settings  # noqa: E402
+from tritonops import settings  # noqa: E402
+from tritonops.models import linear  # noqa: E402
 
 log = logging.getLogger("loadtests.linear")
-contract.reference(contract.SEED_X)  # torch and the weights load now, before Locust starts its run and its clock
+linear.reference(linear.SEED_X)  # torch and the weights load now, before Locust starts its run and its clock
 settle_clock()  # that load blocked for seconds before gevent's loop runs
 DEFAULT_USER = "LinearHttpUser"
 # Requests prepared per process and protocol (a fixed --batch-size: all of that size; mixed sizes:
@@ -112,12 +113,12 @@ def _max_batch_size(protocol: str, address: str) -> int:
     """max_batch_size from the served model's config (once per process and server)."""
     if protocol == "grpc":
         with _grpc_client(address) as client:
-            config = client.get_model_config(contract.MODEL, contract.VERSION, as_json=True)["config"]
+            config = client.get_model_config(linear.MODEL, linear.VERSION, as_json=True)["config"]
     else:
         import tritonclient.http as httpclient
 
         with httpclient.InferenceServerClient(address, ssl=protocol == "https") as client:
-            config = client.get_model_config(contract.MODEL, contract.VERSION)
+            config = client.get_model_config(linear.MODEL, linear.VERSION)
     return int(config.get("max_batch_size", 0))
 
 
@@ -125,9 +126,9 @@ def _batch_sizes(opts, protocol: str, address: str) -> tuple[int, ...]:
     wanted = opts.batch_size
     limit = _max_batch_size(protocol, address)
     if limit <= 0:
-        raise ValueError(f"model {contract.MODEL} on {address} has max_batch_size {limit}: it does not batch")
+        raise ValueError(f"model {linear.MODEL} on {address} has max_batch_size {limit}: it does not batch")
     if wanted < 0 or wanted > limit:
-        raise ValueError(f"--batch-size {wanted} is outside 1..{limit} (max_batch_size of {contract.MODEL} on {address})")
+        raise ValueError(f"--batch-size {wanted} is outside 1..{limit} (max_batch_size of {linear.MODEL} on {address})")
     return (wanted,) if wanted else tuple(range(1, limit + 1))
 
 
@@ -137,7 +138,7 @@ def _short(problem: str) -> str:
 
 
 @functools.cache
-def _pool(protocol: str, sizes: tuple[int, ...]) -> list[tuple[object, contract.Expected]]:
+def _pool(protocol: str, sizes: tuple[int, ...]) -> list[tuple[object, linear.Expected]]:
     """POOL_REQUESTS prepared requests (random batches of the given sizes) with their expected answers.
 
     Built once per process and protocol at start: the torch reference runs here (once per batch size, on
@@ -148,26 +149,26 @@ def _pool(protocol: str, sizes: tuple[int, ...]) -> list[tuple[object, contract.
     per_size = max(POOL_MIN_PER_SIZE, POOL_REQUESTS // len(sizes))
     pool = []
     for rows in sizes:
-        xs = contract.random_batch(per_size * rows, rng)
-        wants = contract.reference(xs)  # one torch call for every request of this size
+        xs = linear.random_batch(per_size * rows, rng)
+        wants = linear.reference(xs)  # one torch call for every request of this size
         for i in range(per_size):
             x, want = xs[i * rows:(i + 1) * rows], wants[i * rows:(i + 1) * rows]
             if protocol == "grpc":
-                request = contract.grpc_request(x).SerializeToString()
+                request = linear.grpc_request(x).SerializeToString()
             else:
-                body, headers = contract.http_body(x, binary=protocol == "binary")
+                body, headers = linear.http_body(x, binary=protocol == "binary")
                 request = (body, headers)
-            pool.append((request, contract.expected(x, want)))
+            pool.append((request, linear.expected(x, want)))
     random.shuffle(pool)
     return pool
 
 
 class LinearHttpUser(PreparedHttpUser):
     """POST /v2/models/linear/versions/1/infer with prepared requests; every answer checked against the
-    torch reference computed at start (tritonops.contract's rules and messages)."""
+    torch reference computed at start (tritonops.models.linear's rules and messages)."""
 
-    model = contract.MODEL
-    path = f"/v2/models/{contract.MODEL}/versions/{contract.VERSION}/infer"
+    model = linear.MODEL
+    path = f"/v2/models/{linear.MODEL}/versions/{linear.VERSION}/infer"
 
     @staticmethod
     def prepare(host: str, opts) -> list:
@@ -179,9 +180,9 @@ class LinearHttpUser(PreparedHttpUser):
     def infer(self):
         request, want = next(self.requests)
         if self.binary:
-            check = lambda body, length: contract.check_binary_answer(body, length, want)  # noqa: E731
+            check = lambda body, length: linear.check_binary_answer(body, length, want)  # noqa: E731
         else:
-            check = lambda body, _length: contract.check_json_answer(body, want)  # noqa: E731
+            check = lambda body, _length: linear.check_json_answer(body, want)  # noqa: E731
         post_checked(self, self.path, request, check, _short)
 
 
@@ -190,7 +191,7 @@ class CheckedCalls(grpc.UnaryUnaryClientInterceptor):
     Locust's request event. It also checks each answer against the one prepared with its request (looked
     up by the request's bytes: the pool's own objects, whose hash Python keeps)."""
 
-    def __init__(self, environment, name: str, expected: dict[bytes, contract.Expected]):
+    def __init__(self, environment, name: str, expected: dict[bytes, linear.Expected]):
         from tritonclient.grpc import service_pb2
 
         self.fire = environment.events.request.fire
@@ -206,7 +207,7 @@ class CheckedCalls(grpc.UnaryUnaryClientInterceptor):
             answer = outcome.result()
             elapsed_ms = (time.perf_counter() - start) * 1000
             length = len(answer)
-            error = verdict(self.name, lambda: contract.check_grpc_answer(self.parse(answer), self.expected[request]),
+            error = verdict(self.name, lambda: linear.check_grpc_answer(self.parse(answer), self.expected[request]),
                             _short)
         except grpc.RpcError as exc:
             elapsed_ms = (time.perf_counter() - start) * 1000
@@ -231,7 +232,7 @@ class LinearGrpcUser(User):
         pool = self.prepare(self.host or "", opts)
         self.requests = itertools.islice(itertools.cycle(pool), random.randrange(len(pool)), None)
         self.channel = grpc.insecure_channel(address)
-        checked = grpc.intercept_channel(self.channel, CheckedCalls(self.environment, f"{contract.MODEL} [grpc]",
+        checked = grpc.intercept_channel(self.channel, CheckedCalls(self.environment, f"{linear.MODEL} [grpc]",
                                                                     dict(pool)))
         self.model_infer = checked.unary_unary("/inference.GRPCInferenceService/ModelInfer")
 

@@ -14,12 +14,12 @@ ensemble, not loaded alone), weighted equally: the pool holds as many requests p
 number of samples (POOL_PER_MODEL, the samples in turn), shuffled. Locust names each request
 `<model> [json|binary]`.
 
-What is checked, per answer, cheaply (tritonops.prepared: no tritonclient, no numpy per request): every
+What is checked, per answer, cheaply (tritonops.models.prepared: no tritonclient, no numpy per request): every
 expected output of the sample is present with its shape and datatype; numbers within the sample's tolerance
 (|got - want| <= atol + rtol * |want|, np.isclose's rule; in binary, identical bytes pass at once),
 BYTES equal. A wrong answer is a failure. A sample with no stored outputs (a `reference` judges it, as the
 embed descriptor does): at start its answer is fetched once and judged by the reference
-(tritonops.descriptor.check, e.g. the transformers reference for embed); that answer, once right, is the
+(tritonops.models.descriptor.check, e.g. the transformers reference for embed); that answer, once right, is the
 expected output of every later request, within REFERENCE_RTOL / REFERENCE_ATOL (a dynamic batcher's
 other batch shapes move floats a little). A wrong first answer: no user can start (errors in user code,
 which the gate fails).
@@ -41,7 +41,8 @@ from common import PreparedHttpUser, post_checked
 from locust import events, task
 
 import slo_gate
-from tritonops import descriptor, prepared, settings
+from tritonops import settings
+from tritonops.models import descriptor, prepared
 
 POOL_PER_MODEL = 256  # prepared requests per model (its samples in turn); users cycle through the pool
 REFERENCE_RTOL, REFERENCE_ATOL = 1e-3, 1e-4
@@ -59,7 +60,7 @@ def _arguments(parser):
 
 
 def descriptors(opts) -> list[descriptor.Descriptor]:
-    from tritonops import smoke
+    from tritonops.serving import smoke
 
     try:
         return smoke.descriptors_of(Path(opts.repository), [opts.model] if opts.model else None)

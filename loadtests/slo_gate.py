@@ -11,7 +11,7 @@ p95 within p95_ms; throughput at least min_rps, or with --target-rps (open loop:
 by constant_throughput) the achieved rate at least min_rate_share of the target.
 
 Judged on the local or master runner only: workers run users and scrape nothing. --figures-file
-writes Locust's final figures as JSON (read by tritonops.loadgate.LocustRun.results), with or
+writes Locust's final figures as JSON (read by tritonops.serving.loadgate.LocustRun.results), with or
 without --slo.
 """
 from __future__ import annotations
@@ -25,13 +25,14 @@ from pathlib import Path
 from locust import constant_throughput, events
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, WorkerRunner
 
-from tritonops import contract, loadgate, metrics
+from tritonops.models import linear
+from tritonops.serving import loadgate, metrics
 
 
 # The model whose server-side counters are judged and reported: a Locust file for another model sets it
 # (loadtests/embed.py), and STEP, a model whose executions show the dynamic batcher's work when MODEL's do
 # not (an ensemble runs once per request: its steps batch). Read when the test starts and ends.
-MODEL = contract.MODEL
+MODEL = linear.MODEL
 STEP = ""
 # A Locust file whose models carry their own SLO (loadtests/models.py) sets this: opts -> {model: slo of its
 # tritonops.json}; `--slo descriptor` then judges against those (loadgate.descriptor_thresholds).

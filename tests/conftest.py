@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tritonops import settings
-from tritonops.server import LocalServer, free_port
+from tritonops.serving.server import LocalServer, free_port
 
 from needs import DOCKER_MARKERS, NEEDS, UNMARKED_DOCKER_HOST, require
 from repos import linear_only  # noqa: F401  (a helper for the suites; importable from here too)
@@ -44,7 +44,7 @@ def _docker_only_where_marked(request, monkeypatch):
     them fails here, in every run, instead of only where Docker is missing."""
     if any(request.node.get_closest_marker(m) for m in DOCKER_MARKERS):
         return
-    from tritonops import compose
+    from tritonops.stack import compose
 
     def refuse():
         raise compose.ComposeError(f"{request.node.nodeid} reached for compose unmarked: mark it compose or docker")

@@ -1,11 +1,11 @@
 """The embed model asked over HTTP (binary tensors) and gRPC, its answers checked against the
-in-process reference (tritonops.embedding.check_output): for the suites that reach a server through
+in-process reference (tritonops.models.embedding.check_output): for the suites that reach a server through
 a gateway (the compose stack, a deployed host) rather than start one."""
 from __future__ import annotations
 
 import numpy as np
 
-from tritonops import embedding
+from tritonops.models import embedding
 
 
 def infer_http(url: str, texts) -> np.ndarray:

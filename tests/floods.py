@@ -148,19 +148,19 @@ class GoodClient(threading.Thread):
     def run(self):
         import http.client
 
-        from tritonops import contract
-        body, headers = contract.http_body(contract.SEED_X)
+        from tritonops.models import linear
+        body, headers = linear.http_body(linear.SEED_X)
         conn = None
         while not self.stop.is_set():
             t0 = time.monotonic()
             try:
                 conn = conn or http.client.HTTPConnection(self.host, self.port, timeout=10,
                                                           source_address=(self.source, 0) if self.source else None)
-                conn.request("POST", f"/v2/models/{contract.MODEL}/infer", body, {**headers, **self.headers})
+                conn.request("POST", f"/v2/models/{linear.MODEL}/infer", body, {**headers, **self.headers})
                 r = conn.getresponse()
                 raw = r.read()
                 problem = (f"HTTP {r.status}: {raw[:200]!r}" if r.status != 200 else
-                           contract.check_output(contract.SEED_X, contract.parse_http_response(raw, r.headers)))
+                           linear.check_output(linear.SEED_X, linear.parse_http_response(raw, r.headers)))
             except (OSError, http.client.HTTPException) as exc:
                 problem, conn = f"{type(exc).__name__}: {exc}", None
             self.latencies.append(time.monotonic() - t0)

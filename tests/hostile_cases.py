@@ -30,9 +30,11 @@ import pytest
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from tritonops import contract, settings, smoke
+from tritonops import settings
+from tritonops.models import linear
+from tritonops.serving import smoke
 
-INFER = f"/v2/models/{contract.MODEL}/versions/{contract.VERSION}/infer"
+INFER = f"/v2/models/{linear.MODEL}/versions/{linear.VERSION}/infer"
 MAX_BODY = int(settings.get("GATEWAY_MAX_BODY_BYTES"))
 MIB64 = 64 << 20
 IDLE_CONNECTIONS = 1000
@@ -100,11 +102,11 @@ class Case:
 
 # ---- senders -------------------------------------------------------------------------------------
 
-SEED = json.dumps(contract.seed_request_json(), separators=(",", ":")).encode()
+SEED = json.dumps(linear.seed_request_json(), separators=(",", ":")).encode()
 
 
 def seed_input(**changes) -> dict:
-    return {**contract.seed_request_json()["inputs"][0], **changes}
+    return {**linear.seed_request_json()["inputs"][0], **changes}
 
 
 def body_of(**top) -> bytes:
@@ -113,7 +115,7 @@ def body_of(**top) -> bytes:
 
 def with_value(value) -> bytes:
     """The seed request with one element of 'data' replaced."""
-    data = contract.SEED_X.tolist()
+    data = linear.SEED_X.tolist()
     data[1][1] = value
     return body_of(inputs=[seed_input(data=data)])
 
@@ -140,21 +142,21 @@ def post(body: bytes, path: str = INFER, **kwargs) -> Callable[[Target], tuple]:
 
 def binary(shape, data: bytes, header_length=None, data_size=None) -> Callable[[Target], tuple]:
     """The binary tensor extension: a JSON header, then the tensor's bytes."""
-    header = body_of(inputs=[{"name": contract.INPUT, "datatype": contract.DATATYPE, "shape": list(shape),
+    header = body_of(inputs=[{"name": linear.INPUT, "datatype": linear.DATATYPE, "shape": list(shape),
                               "parameters": {"binary_data_size": len(data) if data_size is None else data_size}}])
     body = header + data
     return http(raw_request("POST", INFER, body, {"Content-Type": "application/octet-stream",
                 "Inference-Header-Content-Length": len(header) if header_length is None else header_length}))
 
 
-def grpc_call(shape=contract.SEED_X.shape, raw: bytes | None = contract.SEED_X.tobytes(), *, datatype=contract.DATATYPE,
-              model=contract.MODEL, version=contract.VERSION, inputs=1, outputs=(contract.OUTPUT,),
+def grpc_call(shape=linear.SEED_X.shape, raw: bytes | None = linear.SEED_X.tobytes(), *, datatype=linear.DATATYPE,
+              model=linear.MODEL, version=linear.VERSION, inputs=1, outputs=(linear.OUTPUT,),
               contents=None, parameters=None) -> Callable[[Target], tuple]:
     """One ModelInfer built field by field with the service's own protobufs (no client-side checks)."""
     def send(target: Target) -> tuple:
         request = pb.ModelInferRequest(model_name=model, model_version=version)
         for _ in range(inputs):
-            tensor = request.inputs.add(name=contract.INPUT, datatype=datatype, shape=list(shape))
+            tensor = request.inputs.add(name=linear.INPUT, datatype=datatype, shape=list(shape))
             if contents is not None:
                 tensor.contents.CopyFrom(pb.InferTensorContents(fp32_contents=contents))
             for key, value in (parameters or {}).items():
@@ -201,10 +203,10 @@ def idle_connections(port_key: str) -> Callable[[Target], tuple]:
                     pass
             time.sleep(0.5)  # let the server accept them all before the real request
             if port_key == "http":
-                y = smoke.infer_http(target.http_url, contract.SEED_X, binary=False)
+                y = smoke.infer_http(target.http_url, linear.SEED_X, binary=False)
             else:
-                y = smoke.infer_grpc(target.grpc_url, contract.SEED_X)
-            problem = contract.check_output(contract.SEED_X, y)
+                y = smoke.infer_grpc(target.grpc_url, linear.SEED_X)
+            problem = linear.check_output(linear.SEED_X, y)
             return ("OK" if port_key == "grpc" else 200) if problem is None else "wrong", problem or "seed answered correctly"
         finally:
             for s in held:
@@ -220,7 +222,7 @@ def same(status, fragment: str = "", upstream: str = "") -> dict:
     return {"direct": outcome, "gateway": outcome}
 
 
-X = contract.SEED_X
+X = linear.SEED_X
 ROWS_64MIB = MIB64 // X[0].nbytes  # a [rows, 3] FP32 tensor of 64 MiB
 ROWS_100KIB = (100 << 10) // X[0].nbytes
 WRAP = 2 ** 62 + 3                 # * 3 elements * 4 bytes wraps to 36 bytes in 64 bits
@@ -341,9 +343,9 @@ CASES = [
          **same(404, "unknown model")),
     Case("name-64kib", "url", "http", "64 KiB model name", post(SEED, "/v2/models/" + "a" * 65536 + "/infer"),
          Outcome(None, upstream=BAD_FRAMING), Outcome(414, "URI longer than")),
-    Case("version-minus-1", "url", "http", "version -1", post(SEED, f"/v2/models/{contract.MODEL}/versions/-1/infer"),
+    Case("version-minus-1", "url", "http", "version -1", post(SEED, f"/v2/models/{linear.MODEL}/versions/-1/infer"),
          **same(404, "Not Found")),
-    Case("version-2^63", "url", "http", "version 2^63", post(SEED, f"/v2/models/{contract.MODEL}/versions/{2 ** 63}/infer"),
+    Case("version-2^63", "url", "http", "version 2^63", post(SEED, f"/v2/models/{linear.MODEL}/versions/{2 ** 63}/infer"),
          **same(400, "version should be an integral value > 0")),
     # gRPC
     Case("grpc-64mib", "grpc", "grpc", "64 MiB message: a [5.6M, 3] tensor",
@@ -423,12 +425,12 @@ def params(route: str, crashes: bool = False) -> list:
 
 def assert_serving(target: Target) -> None:
     """READY, the model READY, and the seed request answered correctly over HTTP and gRPC."""
-    for path in ("/v2/health/ready", f"/v2/models/{contract.MODEL}/versions/{contract.VERSION}/ready"):
+    for path in ("/v2/health/ready", f"/v2/models/{linear.MODEL}/versions/{linear.VERSION}/ready"):
         status = hostile.status_of(hostile.send_raw(target.host, target.http_port, raw_request("GET", path), timeout=10))
         assert status == 200, f"{target.http_url}{path} answered {status}, not 200"
-    for where, y in ((f"HTTP {target.http_url}", smoke.infer_http(target.http_url, contract.SEED_X, binary=False)),
-                     (f"gRPC {target.grpc_url}", smoke.infer_grpc(target.grpc_url, contract.SEED_X))):
-        problem = contract.check_output(contract.SEED_X, y)
+    for where, y in ((f"HTTP {target.http_url}", smoke.infer_http(target.http_url, linear.SEED_X, binary=False)),
+                     (f"gRPC {target.grpc_url}", smoke.infer_grpc(target.grpc_url, linear.SEED_X))):
+        problem = linear.check_output(linear.SEED_X, y)
         assert problem is None, f"{where}: seed request after the case: {problem}"
 
 

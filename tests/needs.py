@@ -28,7 +28,7 @@ class Need:
 
 
 def _compose() -> str | None:
-    from tritonops import compose
+    from tritonops.stack import compose
 
     try:
         compose.compose_command()
@@ -62,7 +62,7 @@ def _testhost() -> str | None:
 
 
 def _haproxy() -> str | None:
-    from tritonops import gateway  # the binary the gateway suite runs, found as it finds it
+    from tritonops.stack import gateway  # the binary the gateway suite runs, found as it finds it
 
     try:
         gateway.haproxy_binary()

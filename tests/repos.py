@@ -5,7 +5,8 @@ import json
 import textwrap
 from pathlib import Path
 
-from tritonops import descriptor, settings
+from tritonops import settings
+from tritonops.models import descriptor
 
 
 def linear_only(dest: Path) -> Path:

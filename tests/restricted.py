@@ -12,9 +12,10 @@ import json
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
-from tritonops import adminkey, contract
+from tritonops.models import linear
+from tritonops.serving import adminkey
 
-M = contract.MODEL
+M = linear.MODEL
 # (method, path, JSON body or None, status with the key). Load/unload: MODEL_CONTROL_MODE none
 # forbids them (503), but only once the key got the request past the restriction.
 RESTRICTED_HTTP = [
@@ -39,7 +40,7 @@ OPEN_HTTP = [
     ("GET", "/v2", None, 200),
     ("GET", f"/v2/models/{M}", None, 200),
     ("GET", f"/v2/models/{M}/config", None, 200),
-    ("POST", f"/v2/models/{M}/infer", contract.seed_request_json(), 200),
+    ("POST", f"/v2/models/{M}/infer", linear.seed_request_json(), 200),
 ]
 # Triton 2.51's refusals, word for word.
 HTTP_REFUSAL = (403, f"This API is restricted, expecting header '{adminkey.header()}'")
@@ -132,8 +133,8 @@ def check_grpc(url: str, key: str) -> list[str]:
         for method, args in OPEN_GRPC:
             if (got := _grpc_call(client, method, args, {})) is not None:
                 problems.append(f"gRPC {method}{args} without a key: {got!r}, expected OK")
-        inputs, outputs = contract.grpc_inputs(contract.SEED_X)
-        y = client.infer(M, inputs, outputs=outputs).as_numpy(contract.OUTPUT)  # no key
-        if (why := contract.check_output(contract.SEED_X, y)) is not None:
+        inputs, outputs = linear.grpc_inputs(linear.SEED_X)
+        y = client.infer(M, inputs, outputs=outputs).as_numpy(linear.OUTPUT)  # no key
+        if (why := linear.check_output(linear.SEED_X, y)) is not None:
             problems.append(f"gRPC infer without a key: {why}")
     return problems

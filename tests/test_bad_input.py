@@ -6,13 +6,13 @@ import copy
 import pytest
 from hostile_cases import UpstreamDeviation
 
-from tritonops import contract
+from tritonops.models import linear
 
-INFER = f"/v2/models/{contract.MODEL}/versions/{contract.VERSION}/infer"
+INFER = f"/v2/models/{linear.MODEL}/versions/{linear.VERSION}/infer"
 
 
 def mutated(**changes) -> dict:
-    body = copy.deepcopy(contract.seed_request_json())
+    body = copy.deepcopy(linear.seed_request_json())
     body["inputs"][0].update(changes)
     return body
 
@@ -24,8 +24,8 @@ CASES = [
     ("wrong-shape", INFER, mutated(shape=[3, 4], data=[[1.0, 2.0, 3.0, 4.0]] * 3), 400, "unexpected shape for input 'x'"),
     ("empty-batch", INFER, mutated(shape=[0, 3], data=[]), 400, "input byte size mismatch for input 'x'"),
     ("non-finite-values", INFER, mutated(data=[[float("nan"), 1.0, 2.0]] * 3), 400, "contains NaN or Inf"),
-    ("unknown-model", "/v2/models/nosuch/infer", contract.seed_request_json(), 404, "unknown model: 'nosuch'"),
-    ("unknown-version", f"/v2/models/{contract.MODEL}/versions/7/infer", contract.seed_request_json(), 404, "version 7 is not found"),
+    ("unknown-model", "/v2/models/nosuch/infer", linear.seed_request_json(), 404, "unknown model: 'nosuch'"),
+    ("unknown-version", f"/v2/models/{linear.MODEL}/versions/7/infer", linear.seed_request_json(), 404, "version 7 is not found"),
 ]
 # Triton 2.51's HTTP frontend reports body parse failures as INTERNAL, i.e. 500, not 400
 # (upstream triton-inference-server/server#8762). The message is still clear; see below.
@@ -37,8 +37,8 @@ PARSE_CASES = [
 
 def assert_still_ready(http):
     assert http.request("GET", "/v2/health/ready")[0] == 200
-    assert http.request("GET", f"/v2/models/{contract.MODEL}/versions/{contract.VERSION}/ready")[0] == 200
-    status, body = http.post_json(INFER, contract.seed_request_json())
+    assert http.request("GET", f"/v2/models/{linear.MODEL}/versions/{linear.VERSION}/ready")[0] == 200
+    status, body = http.post_json(INFER, linear.seed_request_json())
     assert status == 200, body
 
 

@@ -15,8 +15,10 @@ import numpy as np
 import pytest
 import tritonclient.http as httpclient
 
-from tritonops import descriptor, settings, smoke, validate
-from tritonops.server import LocalServer, free_port
+from tritonops import settings
+from tritonops.models import descriptor, validate
+from tritonops.serving import smoke
+from tritonops.serving.server import LocalServer, free_port
 
 from repos import BYOM_MODEL as MODEL, build_byom_repository as build_repository  # noqa: E402
 

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from tritonops import playbook, settings
+from tritonops import settings
+from tritonops.stack import playbook
 from tritonops.cli import COMMANDS
 
 # make help's targets that bootstrap the checkout, build the docs or run the tests: they call pip, mkdocs, pytest or the test

@@ -46,7 +46,7 @@ def test_a_dev_tool_in_the_runtime_or_an_undeclared_import_fails(tmp_path):
                           cwd=settings.ROOT, capture_output=True, text=True)
     assert done.returncode == 1, done.stdout + done.stderr
     assert "DEP002 'pytest' defined as a dependency but not used" in done.stdout + done.stderr
-    assert "tritonops/gateway.py:" in done.stdout + done.stderr and "DEP003 'jinja2'" in done.stdout + done.stderr
+    assert "tritonops/stack/gateway.py:" in done.stdout + done.stderr and "DEP003 'jinja2'" in done.stdout + done.stderr
 
 
 def test_tests_import_only_runtime_and_dev_dependencies():

@@ -15,8 +15,9 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tritonops import embedding, settings
-from tritonops.embedding import DIM, INPUT, MIN_COSINE, MODEL, OUTPUT, SENTENCES, VERSION
+from tritonops import settings
+from tritonops.models import embedding
+from tritonops.models.embedding import DIM, INPUT, MIN_COSINE, MODEL, OUTPUT, SENTENCES, VERSION
 
 INFER = f"/v2/models/{MODEL}/versions/{VERSION}/infer"
 PROTOCOLS = ["http-json", "http-binary", "grpc"]
@@ -489,7 +490,7 @@ def test_a_weightless_copy_borrows_the_shipped_files_only_when_the_manifests_mat
     """The deploy's smoke reads a host's release from a copy without MiniLM's weights: the embed
     reference then uses the shipped repository's files, pinned by the same SHA256SUMS, and refuses
     (naming the step) when the release pins other files."""
-    from tritonops import descriptor
+    from tritonops.models import descriptor
 
     texts = list(SENTENCES[:2])
     answer = {OUTPUT: embedding.reference(texts)}

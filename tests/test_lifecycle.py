@@ -15,7 +15,7 @@ import pytest
 from repos import linear_only
 
 from tritonops import settings
-from tritonops.server import LocalServer, ServerError, free_port
+from tritonops.serving.server import LocalServer, ServerError, free_port
 
 CLI = [sys.executable, "-m", "tritonops.cli", "serve", "--host", "127.0.0.1"]
 
@@ -115,7 +115,7 @@ def test_model_load_failure_shows_tritons_reason(tmp_path):
 
 def test_server_dies_with_the_process_that_started_it():
     """A test run or `tritonops serve` killed outright must not leave a server (and its stub) behind."""
-    script = ("from tritonops.server import LocalServer, free_port\n"
+    script = ("from tritonops.serving.server import LocalServer, free_port\n"
               "s = LocalServer(http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),"
               " host='127.0.0.1', log_path='/dev/null').start()\n"
               "print(s.proc.pid, flush=True)\n"

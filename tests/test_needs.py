@@ -12,7 +12,7 @@ import subprocess
 import pytest
 from needs import NEEDS, UNMARKED_DOCKER_HOST
 
-from tritonops import compose
+from tritonops.stack import compose
 
 
 def test_an_unmarked_test_finds_no_compose_and_no_engine():

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tritonops import images, settings
+from tritonops import settings
+from tritonops.stack import images
 
 ROOT = settings.ROOT
 ANSIBLE = ROOT / "ansible"
@@ -82,7 +83,7 @@ def test_role_default_equals_the_versions_env_value_group_vars_gives_it(name):
 
 
 def test_triton_role_image_refs_default_names_the_images_tritonops_images_names():
-    """The role's fallback for `triton_image_refs` (group_vars reads `python -m tritonops.images refs`)."""
+    """The role's fallback for `triton_image_refs` (group_vars reads `python -m tritonops.stack.images refs`)."""
     path, default = DEFAULTS["triton_image_refs"]
     built = images.refs()
     for name, ref in default.items():
@@ -90,9 +91,9 @@ def test_triton_role_image_refs_default_names_the_images_tritonops_images_names(
             if field in ("tarball", "build_args"):  # paths on the controller and build inputs: the repo's own
                 continue
             assert str(value) == str(built[name][field]), (
-                f"{rel(path)}: triton_image_refs.{name}.{field} is {value!r}, `python -m tritonops.images refs` "
+                f"{rel(path)}: triton_image_refs.{name}.{field} is {value!r}, `python -m tritonops.stack.images refs` "
                 f"(from versions.env) gives {built[name][field]!r}")
-    assert set(default) == set(built), f"{rel(path)}: triton_image_refs has {sorted(default)}, tritonops.images {sorted(built)}"
+    assert set(default) == set(built), f"{rel(path)}: triton_image_refs has {sorted(default)}, tritonops.stack.images {sorted(built)}"
 
 
 def test_the_settings_table_lists_every_versions_env_key_with_its_value():

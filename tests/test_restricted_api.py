@@ -15,8 +15,11 @@ import pytest
 import restricted
 from repos import linear_only
 
-from tritonops import adminkey, contract, perf_analyzer, settings
-from tritonops.server import LocalServer, free_port, listening
+from tritonops import settings
+from tritonops.bench import perf_analyzer
+from tritonops.models import linear
+from tritonops.serving import adminkey
+from tritonops.serving.server import LocalServer, free_port, listening
 
 LOOPBACK = {"127.0.0.1", "::ffff:127.0.0.1"}  # gRPC listens IPv6-style on an IPv4-mapped address
 
@@ -97,8 +100,8 @@ def test_perf_analyzer_reads_server_statistics_with_the_key_only(server, tmp_pat
     log = tmp_path / "perf_analyzer.log"
     opts = perf_analyzer.Options(measurement_ms=500, max_trials=3, stability_pct=1000, log_path=log)
     with pytest.raises(perf_analyzer.PerfAnalyzerError, match="This API is restricted"):
-        perf_analyzer.run(server.http_url, contract.MODEL, [1], tmp_path / "without.csv", opts)
-    (point,), failed = perf_analyzer.run(server.http_url, contract.MODEL, [1], tmp_path / "with.csv", opts,
+        perf_analyzer.run(server.http_url, linear.MODEL, [1], tmp_path / "without.csv", opts)
+    (point,), failed = perf_analyzer.run(server.http_url, linear.MODEL, [1], tmp_path / "with.csv", opts,
                                          headers=server.admin_headers())
     assert not failed and point.throughput > 0 and point.compute_us > 0
     assert f"-H {adminkey.header()}:***" in log.read_text() and server.admin_key not in log.read_text()

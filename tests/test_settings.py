@@ -81,7 +81,7 @@ def test_pyproject_and_the_lock_pin_what_versions_env_pins():
 def test_one_function_derives_the_grpc_and_metrics_addresses(url, grpc, metrics):
     """settings.address_on is the only derivation: smoke, the Locust file, the gate's metrics and Make all
     go through it (Make's own `host:port` split took `http` for the host of http://h:8000)."""
-    from tritonops import metrics as metrics_module
+    from tritonops.serving import metrics as metrics_module
 
     assert settings.address_on(url, "grpc") == grpc
     assert metrics_module.metrics_url_for(url) == metrics

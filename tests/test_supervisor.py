@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tritonops import descriptor as descriptor_file
+from tritonops.models import descriptor as descriptor_file
 from tritonops import settings
-from tritonops.images import PROJECT_FILES
+from tritonops.stack.images import PROJECT_FILES
 
 SCRIPT = PROJECT_FILES["triton-supervisor.py"]
 spec = importlib.util.spec_from_file_location("triton_supervisor", SCRIPT)
@@ -138,7 +138,7 @@ def test_a_repository_without_samples_is_checked_by_readiness(fake, tmp_path):
 
 
 def test_the_supervisor_reads_descriptors_as_tritonops_writes_them():
-    """Its stdlib twins of tritonops.descriptor's name and default tolerances."""
+    """Its stdlib twins of tritonops.models.descriptor's name and default tolerances."""
     assert supervisor.DESCRIPTOR == descriptor_file.FILENAME
     assert (supervisor.DEFAULT_RTOL, supervisor.DEFAULT_ATOL) == (descriptor_file.DEFAULT_RTOL, descriptor_file.DEFAULT_ATOL)
 

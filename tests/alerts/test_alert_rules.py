@@ -2,7 +2,7 @@
 `promtool check rules`, the unit tests in alerts_test.yml (input series, expected alerts and their text),
 and proof that every alert has a unit test that sees it fire: with its expression made never true, the
 unit tests fail naming it. The compose profile's config, with the rules beside it, passes `promtool
-check config`. The latency rule's number is the model SLO's default (tritonops.descriptor.DEFAULT_SLO).
+check config`. The latency rule's number is the model SLO's default (tritonops.models.descriptor.DEFAULT_SLO).
 """
 from __future__ import annotations
 
@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tritonops import compose, descriptor, settings
+from tritonops import settings
+from tritonops.models import descriptor
+from tritonops.stack import compose
 
 pytestmark = pytest.mark.promtool
 

@@ -12,10 +12,10 @@ from playbook_runner import PlayResult
 
 
 def image_tarballs() -> dict[str, Path]:
-    """The CPU project image and the gateway image, each saved by tritonops.images to its tarball
+    """The CPU project image and the gateway image, each saved by tritonops.stack.images to its tarball
     (built first when missing) with its .sha256 beside it (the role checks it before docker load); a
     tarball is reused while it holds the image as it is now."""
-    from tritonops import images
+    from tritonops.stack import images
 
     flavour = images.FLAVOURS["cpu"]
     saves = {"triton_image_tarball": (flavour.image, lambda dest: images.save_tarball(flavour, dest, gateway=False)),

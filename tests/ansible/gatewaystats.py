@@ -6,7 +6,7 @@ import threading
 import time
 import urllib.request
 
-from tritonops import gateway
+from tritonops.stack import gateway
 
 BACKEND = "triton_http"  # the gRPC and metrics backends follow the same checks
 

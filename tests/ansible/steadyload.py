@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tritonops import contract
+from tritonops.models import linear
 
 
 @dataclass
@@ -35,9 +35,9 @@ class SteadyLoad:
 
     def _one(self, client, x: np.ndarray) -> str | None:
         try:
-            inputs, outputs = contract.http_inputs(x)
-            y = client.infer(contract.MODEL, inputs, model_version=contract.VERSION, outputs=outputs).as_numpy(contract.OUTPUT)
-            return contract.check_output(x, y)
+            inputs, outputs = linear.http_inputs(x)
+            y = client.infer(linear.MODEL, inputs, model_version=linear.VERSION, outputs=outputs).as_numpy(linear.OUTPUT)
+            return linear.check_output(x, y)
         except Exception as exc:  # noqa: BLE001 - any failure is a lost request
             return f"{type(exc).__name__}: {exc}"[:200]
 
@@ -51,7 +51,7 @@ class SteadyLoad:
             with httpclient.InferenceServerClient(self.url, connection_timeout=self.timeout_s,
                                                   network_timeout=self.timeout_s) as client:
                 while not self._stop.is_set():
-                    problem = self._one(client, contract.random_batch(int(rng.integers(1, 4)), rng))
+                    problem = self._one(client, linear.random_batch(int(rng.integers(1, 4)), rng))
                     f.sent += 1
                     now = time.monotonic()
                     if problem is None:

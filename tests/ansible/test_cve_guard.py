@@ -17,7 +17,8 @@ import pytest
 from ci_policy import skip_or_fail
 import yaml
 
-from tritonops import images, settings
+from tritonops import settings
+from tritonops.stack import images
 
 from playbook_runner import LOGS, ansible_playbook
 

@@ -31,7 +31,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tritonops import contract, embedding, models, settings, smoke
+from tritonops import settings
+from tritonops.models import embedding, fetch, linear
+from tritonops.serving import smoke
 import embedclient
 import testhost as th
 
@@ -174,7 +176,7 @@ def test_release_ships_the_minilm_files_and_its_id_covers_them(first_release):
     pinned sha256, and the host's copies match it. A different MiniLM file is a different id."""
     release = release_of(first_release)
     repo = first_release.whole_repository
-    wanted = {f"{e.sha256}  {e.path.relative_to(repo)}" for m in models.manifests(repo) for e in models.read_manifest(m)}
+    wanted = {f"{e.sha256}  {e.path.relative_to(repo)}" for m in fetch.manifests(repo) for e in fetch.read_manifest(m)}
     assert any(line.endswith(f"{embedding.ENCODER}/{embedding.VERSION}/minilm/model.safetensors") for line in wanted), wanted
     shipped = set(first_release.ssh(f"cat {release}/SHA256SUMS").stdout.splitlines())
     assert wanted <= shipped, f"missing from {release}/SHA256SUMS: {sorted(wanted - shipped)}"
@@ -223,7 +225,7 @@ def test_full_disk_stops_the_deploy_and_the_old_release_keeps_serving(deployed, 
     the old release answers throughout; with the room back, the same deploy goes through."""
     before = release_of(deployed)
     repo = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
-    config = repo / contract.MODEL / "config.pbtxt"
+    config = repo / linear.MODEL / "config.pbtxt"
     config.write_text(config.read_text() + "# release deployed onto a full disk\n")
     args = ("--tags", "triton", "-e", f"triton_model_repository={repo}")
     with full_filesystem(deployed, tmp_path):
@@ -261,13 +263,13 @@ def test_killed_deploy_serves_converges_and_rolls_back(deployed, tmp_path, point
     within CRASH_ANSWERED_S (old or new release); the next deploy converges (current is the new release
     and is what runs, by the new image's ID) without a swap: a steady client loses at most CONVERGE_FAILED; `make rollback` returns to the release that served before, with its old image,
     although the tag now names the rebuilt one."""
-    from tritonops import images
+    from tritonops.stack import images
 
     ref = images.FLAVOURS["cpu"].image
     before, old_id = running(deployed)
     assert release_of(deployed) == before
     repo = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
-    config = repo / contract.MODEL / "config.pbtxt"
+    config = repo / linear.MODEL / "config.pbtxt"
     config.write_text(config.read_text() + f"# release interrupted at {point}\n")
     args = ("--tags", "triton", "-e", f"triton_model_repository={repo}")
     try:
@@ -329,7 +331,7 @@ def test_failed_rollback_leaves_the_host_as_it_was(deployed):
     """`make rollback` to a release that no longer starts (its model now raises in initialize(), edited
     on the host) fails, says so, and leaves the host as it was: the same release serves, the links unchanged."""
     current, previous = release_of(deployed), release_of(deployed, "previous")
-    model_py = f"{previous}/model_repository/{contract.MODEL}/{contract.VERSION}/model.py"
+    model_py = f"{previous}/model_repository/{linear.MODEL}/{linear.VERSION}/model.py"
     deployed.ssh(f"sed -i 's/    def initialize(self, args):/    def initialize(self, args):\\n"
                  f"        raise RuntimeError(\"deliberately broken for the failed-rollback test\")/' {model_py}")
     assert "deliberately broken" in deployed.ssh(f"cat {model_py}").stdout
@@ -392,7 +394,7 @@ def test_management_apis_need_this_hosts_admin_key(deployed):
     import urllib.request
 
     import restricted
-    from tritonops import adminkey
+    from tritonops.serving import adminkey
 
     key_file = settings.ROOT / ".cache" / "secrets" / f"{th.MACHINE}.admin-key"
     assert key_file.stat().st_mode & 0o777 == 0o600 and key_file.parent.stat().st_mode & 0o777 == 0o700
@@ -411,7 +413,7 @@ def test_management_apis_need_this_hosts_admin_key(deployed):
         return json.loads(done.stdout)
 
     assert restricted.check_http(send, key) == []
-    stats = f"http://{th.GUEST_ADDR}:{HTTP}/v2/models/{contract.MODEL}/stats"
+    stats = f"http://{th.GUEST_ADDR}:{HTTP}/v2/models/{linear.MODEL}/stats"
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(stats, timeout=10)
     assert refused.value.code == restricted.HTTP_REFUSAL[0]

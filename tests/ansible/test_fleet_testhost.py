@@ -27,7 +27,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tritonops import contract, loadgate, settings, smoke
+from tritonops import settings
+from tritonops.models import linear
+from tritonops.serving import loadgate, smoke
 import testhost as th
 
 import hostile
@@ -131,7 +133,7 @@ def triton_container(host: th.TestHost) -> dict:
 def new_release(fleet: Fleet, tmp_path: Path, note: str) -> Path:
     """A model repository that differs by a comment: a new release whose answers are the old ones."""
     repo = copy_repository_from(fleet.model_repository, tmp_path / "model_repository")
-    config = repo / contract.MODEL / "config.pbtxt"
+    config = repo / linear.MODEL / "config.pbtxt"
     config.write_text(config.read_text() + f"# {note}\n")
     return repo
 
@@ -139,7 +141,7 @@ def new_release(fleet: Fleet, tmp_path: Path, note: str) -> Path:
 def broken_release(fleet: Fleet, tmp_path: Path) -> Path:
     """Valid config and weights (the controller's validation passes); the model fails when Triton loads it."""
     repo = copy_repository_from(fleet.model_repository, tmp_path / "broken_repository")
-    model_py = repo / contract.MODEL / contract.VERSION / "model.py"
+    model_py = repo / linear.MODEL / linear.VERSION / "model.py"
     model_py.write_text(model_py.read_text().replace(
         "    def initialize(self, args):", "    def initialize(self, args):\n"
         "        raise RuntimeError('deliberately broken model for the fleet drill')", 1))
@@ -183,7 +185,7 @@ def deployed(fleet):
 
 
 def test_the_gateway_answers_for_the_fleet(deployed):
-    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[contract.MODEL])  # linear-only fleet
+    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[linear.MODEL])  # linear-only fleet
     states = server_states(deployed.stats_url)
     for backend in ("triton_http", "triton_grpc", "triton_metrics"):
         assert {states[(backend, name)] for name in GPU} == {"UP"}, states
@@ -287,7 +289,7 @@ def test_killed_backend_leaves_rotation_within_bound_and_comes_back(deployed):
     assert back <= BACK_UP_S, f"{back:.1f} s to come back UP: {states.check_log('tritonops-gpu1', restarted)}"
     assert result.requests > 200, load_summary(result)
     assert result.failures <= 2, load_summary(result)  # the aim is 0: reported above; a burst would be a regression
-    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[contract.MODEL])  # linear-only fleet
+    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[linear.MODEL])  # linear-only fleet
 
 
 def test_release_broken_on_host_2_leaves_the_fleet_on_the_previous_release(deployed, tmp_path):
@@ -315,7 +317,7 @@ def test_release_broken_on_host_2_leaves_the_fleet_on_the_previous_release(deplo
     print(f"\n(c) broken release on host 2 of 2 under load: {load_summary(result)}; gateway states: "
           f"{ {n: states.history(n) for n in GPU} }")
     assert result.requests > 200 and result.failures == 0, load_summary(result)
-    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[contract.MODEL])  # linear-only fleet
+    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[linear.MODEL])  # linear-only fleet
 
 
 def test_chunked_body_through_the_fleet_gateway_restarts_no_backend(deployed):
@@ -327,7 +329,7 @@ def test_chunked_body_through_the_fleet_gateway_restarts_no_backend(deployed):
     time.sleep(2.5)  # a crash would show in the next health checks (every second, out after two)
     assert {name: triton_container(deployed.hosts[name]) for name in GPU} == before
     assert set(server_states(deployed.stats_url).values()) == {"UP"}
-    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[contract.MODEL])  # linear-only fleet
+    smoke.run(f"{deployed.gateway}:{HTTP}", f"{deployed.gateway}:{GRPC}", models=[linear.MODEL])  # linear-only fleet
 
 
 def test_removing_and_adding_a_host_reloads_the_gateway_gracefully(deployed, tmp_path):

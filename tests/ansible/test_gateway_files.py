@@ -1,6 +1,6 @@
 """The triton role installs the gateway files `make up` writes: its tasks/host-files.yml renders them on the
-controller (tritonops.hostfiles), its tasks/gateway.yml copies them into the release, owned by root, 0644 in
-a 0700 folder, checked with haproxy -c in the gateway image; against tritonops.compose.write_gateway, byte
+controller (tritonops.stack.hostfiles), its tasks/gateway.yml copies them into the release, owned by root, 0644 in
+a 0700 folder, checked with haproxy -c in the gateway image; against tritonops.stack.compose.write_gateway, byte
 for byte, with TLS, API keys and replicas (test_host_files.py compares the rendered files for more hosts,
 without an engine). The role's `validate` needs a Docker engine with the gateway image (make image) and root
 (the files are owned by root)."""
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tritonops import compose, images, settings
+from tritonops import settings
+from tritonops.stack import compose, images
 
 from certs import self_signed
 from ci_policy import skip_or_fail

@@ -1,5 +1,5 @@
-"""One renderer of a host's files (tritonops.hostfiles): the triton role's tasks/host-files.yml, run by
-Ansible on this machine as on a deploy's controller (no host needed), and `make up`'s tritonops.compose
+"""One renderer of a host's files (tritonops.stack.hostfiles): the triton role's tasks/host-files.yml, run by
+Ansible on this machine as on a deploy's controller (no host needed), and `make up`'s tritonops.stack.compose
 give the same env file, apart from what a host's variables change, and the same gateway files, byte for
 byte: plain, and with TLS, API keys, replicas and the host's own addresses and ports. The env file the
 role ships sets every compose variable (`compose config`), with the same stop grace period and image names
@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tritonops import compose, gateway, hostfiles, images, settings
+from tritonops import settings
+from tritonops.stack import compose, gateway, hostfiles, images
 
 from certs import self_signed
 from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
@@ -65,7 +66,7 @@ def role_env(tmp_path, compose_env: dict[str, str], repo_root: Path = settings.R
 
 
 def make_up(tmp_path: Path, overrides: dict[str, str]) -> tuple[dict[str, str], Path]:
-    """`make up`'s env file (tritonops.compose) and its gateway folder."""
+    """`make up`'s env file (tritonops.stack.compose) and its gateway folder."""
     env_file = compose.write_env(tmp_path / "make-up" / "compose.env", overrides)
     env = settings.parse_env_file(env_file)
     return env, Path(env["GATEWAY_CONFIG"]).parent
@@ -146,7 +147,7 @@ def test_role_and_make_up_derive_the_same_stop_grace_period(tmp_path, host_timeo
     timeout = int(host_timeout or settings.get("TRITON_EXIT_TIMEOUT_SECS"))
     assert ours["TRITON_EXIT_TIMEOUT_SECS"] == str(timeout)
     assert ours["TRITON_STOP_GRACE_PERIOD"] == theirs["TRITON_STOP_GRACE_PERIOD"] == f"{timeout + compose.STOP_MARGIN_SECS}s"
-    # The images compose runs: the role's names come from the same builder as `make up`'s (tritonops.images).
+    # The images compose runs: the role's names come from the same builder as `make up`'s (tritonops.stack.images).
     assert [ours[k] for k in IMAGE_KEYS] == [theirs[k] for k in IMAGE_KEYS] == \
         [images.FLAVOURS["cpu"].image, images.FLAVOURS["gpu"].image, images.gateway_image()]
 
@@ -180,10 +181,10 @@ def test_ports_and_the_model_name_changed_in_versions_env_move_make_compose_and_
                           env=env, capture_output=True, text=True, timeout=60)
     assert make.returncode == 0, make.stderr
     assert make.stdout.split() == ["9100", "9101", "9102", "localhost:9100"]
-    # `make up`'s env file, written by the copy's tritonops.compose from the copy's versions.env
+    # `make up`'s env file, written by the copy's tritonops.stack.compose from the copy's versions.env
     make_up = tmp_path / "make-up.env"
-    code = "import sys; from pathlib import Path; from tritonops import compose, contract, settings; " \
-           "print(settings.ROOT, contract.MODEL); compose.write_env(Path(sys.argv[1]))"
+    code = "import sys; from pathlib import Path; from tritonops import settings; from tritonops.models import linear; from tritonops.stack import compose; " \
+           "print(settings.ROOT, linear.MODEL); compose.write_env(Path(sys.argv[1]))"
     done = subprocess.run([sys.executable, "-c", code, str(make_up)], cwd=moved_repo, capture_output=True, text=True,
                           env={**env, "PYTHONPATH": str(moved_repo)}, timeout=60)
     # the copy's own settings; contract's requests name the model (the gateway's check reads the repository's descriptors)

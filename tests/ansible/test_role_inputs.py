@@ -23,7 +23,8 @@ import yaml
 
 from needs import require
 
-from tritonops import compose, settings
+from tritonops import settings
+from tritonops.stack import compose
 
 from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
 

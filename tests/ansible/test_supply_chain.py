@@ -1,7 +1,7 @@
 """Supply chain, for real on this machine: an apt signing key is installed only when its fingerprint
 matches the pin (the apt_signing_key role against throwaway GPG keys served over 127.0.0.1), and an
 image tarball is docker-loaded only when its sha256 matches the .sha256 written at save time (the
-triton role's image-load.yml against a tiny image saved by tritonops.images). Needs root (the roles
+triton role's image-load.yml against a tiny image saved by tritonops.stack.images). Needs root (the roles
 write root-owned files), gpg, and for the tarball cases a Docker engine."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tritonops import images
+from tritonops.stack import images
 
 from ci_policy import skip_or_fail
 from needs import require
@@ -151,7 +151,7 @@ def test_vendor_repos_use_the_checked_key_with_the_published_pin(role, tasks, pi
 
 @pytest.fixture
 def saved_image(tmp_path):
-    """An empty scratch image saved by tritonops.images (tarball + .sha256), then removed from the
+    """An empty scratch image saved by tritonops.stack.images (tarball + .sha256), then removed from the
     engine so that only the role's docker load can bring it back."""
     try:
         import docker

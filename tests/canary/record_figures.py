@@ -29,8 +29,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tritonops import contract, gateway, settings  # noqa: E402
-from tritonops.server import LocalServer, free_port  # noqa: E402
+from tritonops import settings  # noqa: E402
+from tritonops.models import linear  # noqa: E402
+from tritonops.stack import gateway  # noqa: E402
+from tritonops.serving.server import LocalServer, free_port  # noqa: E402
 
 RECORDED = Path(__file__).with_name("recorded")
 CANARY, BASELINE = "gpu2", "gpu1"
@@ -53,7 +55,7 @@ def scrape(gw: gateway.LocalGateway) -> str:
 
 
 def load(url: str, stop: threading.Event, counts: dict[str, int], lock: threading.Lock) -> None:
-    body = json.dumps(contract.seed_request_json()).encode()
+    body = json.dumps(linear.seed_request_json()).encode()
     while not stop.is_set():
         request = urllib.request.Request(f"http://{url}/v2/models/{settings.MODEL_NAME}/infer", data=body,
                                          headers={"Content-Type": "application/json"})
@@ -91,7 +93,7 @@ def record(scenario: str, work: Path) -> dict:
             for _ in range(50):  # warm both servers (HAProxy's averages start from their first answers)
                 urllib.request.urlopen(urllib.request.Request(
                     f"http://{gw.http_url}/v2/models/{settings.MODEL_NAME}/infer",
-                    data=json.dumps(contract.seed_request_json()).encode()), timeout=10).read()
+                    data=json.dumps(linear.seed_request_json()).encode()), timeout=10).read()
             before = scrape(gw)
             stop, counts, lock = threading.Event(), {}, threading.Lock()
             helpers = [threading.Thread(target=load, args=(gw.http_url, stop, counts, lock)) for _ in range(THREADS)]

@@ -1,4 +1,4 @@
-"""The canary decision (tritonops/canary.py): a pure function of per-server figures and thresholds.
+"""The canary decision (tritonops/serving/canary.py): a pure function of per-server figures and thresholds.
 
 On recorded figures (tests/canary/recorded/, real HAProxy exporter scrapes from this machine's gateway in
 front of two wheel tritonservers; tests/canary/record_figures.py re-records them): a healthy canary is
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tritonops import canary, settings
+from tritonops import settings
+from tritonops.serving import canary
 
 RECORDED = Path(__file__).with_name("recorded")
 DEFAULTS = canary.Thresholds.from_settings()

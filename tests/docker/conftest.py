@@ -11,7 +11,7 @@ import pytest
 from ci_policy import skip_or_fail
 from stacks import start_stack
 
-from tritonops import compose, images
+from tritonops.stack import compose, images
 
 @pytest.fixture(scope="session")
 def compose_cli() -> tuple[str, ...]:

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tritonops import compose, settings
-from tritonops.server import free_port
+from tritonops import settings
+from tritonops.stack import compose
+from tritonops.serving.server import free_port
 
 
 def linear_only_copy(dest: Path) -> Path:

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from stacks import start_stack, wait_for
 
-from tritonops import compose
+from tritonops.stack import compose
 
 pytestmark = pytest.mark.docker
 ALERT = "GatewayBackendDown"

@@ -8,8 +8,11 @@ import time
 import embedclient
 import pytest
 
-from tritonops import images, models, settings, smoke
-from tritonops.server import free_port
+from tritonops import settings
+from tritonops.models import fetch
+from tritonops.serving import smoke
+from tritonops.stack import images
+from tritonops.serving.server import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -41,7 +44,7 @@ def test_baked_image_serves_without_a_mount(baked, docker_client):
             time.sleep(1)
         smoke.run(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}", out=io.StringIO())
         assert embedclient.problems(f"127.0.0.1:{http}", f"127.0.0.1:{grpc}") == []
-        for manifest in models.manifests(settings.MODEL_REPOSITORY):  # the MiniLM files, as pinned
+        for manifest in fetch.manifests(settings.MODEL_REPOSITORY):  # the MiniLM files, as pinned
             folder = f"/models/{manifest.parent.relative_to(settings.MODEL_REPOSITORY)}"
             checked = container.exec_run(["sh", "-c", f"cd {folder} && sha256sum --check --strict {manifest.name}"])
             assert checked.exit_code == 0, checked.output.decode()

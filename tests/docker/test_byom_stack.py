@@ -1,7 +1,7 @@
 """`make up MODEL_REPOSITORY=<a repository holding only a user's model>`, for real: compose/compose.yaml
 unmodified under a project name of its own, the CPU image and the gateway from images/, the repository
 tests/repos.py builds (tally_kit: INT32 and BYTES in, no linear anywhere). Both containers turn healthy
-(the gateway's check is the model's own sample, tritonops.gatewaycheck) and the model answers through
+(the gateway's check is the model's own sample, tritonops.stack.gatewaycheck) and the model answers through
 the gateway's published ports, every answer compared with its descriptor."""
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from repos import BYOM_MODEL, build_byom_repository
 
-from tritonops import settings, smoke
+from tritonops import settings
+from tritonops.serving import smoke
 
 from stacks import start_stack
 

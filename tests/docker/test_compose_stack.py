@@ -22,9 +22,12 @@ import embedclient
 import hostile
 import pytest
 
-from tritonops import compose, contract, embedding, settings, smoke
-from tritonops.compose import BASE_FILE, COMPOSE_DIR
-from tritonops.server import check_port_free
+from tritonops import settings
+from tritonops.models import embedding, linear
+from tritonops.serving import smoke
+from tritonops.stack import compose
+from tritonops.stack.compose import BASE_FILE, COMPOSE_DIR
+from tritonops.serving.server import check_port_free
 
 from stacks import wait_for
 
@@ -184,8 +187,8 @@ def test_dashboard_queries_use_metrics_prometheus_scraped(stack):
         """Traffic, then every metric name scraped and every CPU-side query with series (rate()
         needs two scrapes of a changing counter; the scrape interval is 5 s)."""
         for _ in range(5):
-            smoke.infer_http(http_url, contract.SEED_X, binary=False)
-            smoke.infer_grpc(grpc_url, contract.SEED_X)
+            smoke.infer_http(http_url, linear.SEED_X, binary=False)
+            smoke.infer_grpc(grpc_url, linear.SEED_X)
         names = set(prometheus(stack, "label/__name__/values"))
         if not used - {m for m in used if m.startswith("nv_gpu_")} <= names:
             return None
@@ -268,7 +271,7 @@ def test_load_gate_passes_through_the_gateway(stack, tmp_path):
     http_url, _, metrics_url = urls(stack)
     thresholds = tmp_path / "thresholds.toml"
     thresholds.write_text("[lenient]\np95_ms = 60000\nmin_rps = 1\nmax_failures = 0\n")
-    done = subprocess.run([sys.executable, "-m", "tritonops.loadgate", "--url", http_url, "--users", "4",
+    done = subprocess.run([sys.executable, "-m", "tritonops.serving.loadgate", "--url", http_url, "--users", "4",
                            "--duration", "5s", "--target", "lenient", "--thresholds", str(thresholds),
                            "--report-dir", str(tmp_path), "--metrics-url", metrics_url],
                           capture_output=True, text=True, timeout=180)

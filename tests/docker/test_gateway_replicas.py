@@ -12,7 +12,8 @@ from certs import self_signed
 from stacks import start_stack
 from tritonclient.utils import InferenceServerException
 
-from tritonops import contract, metrics
+from tritonops.models import linear
+from tritonops.serving import metrics
 
 pytestmark = pytest.mark.docker
 KEY = "compose-key-5d1e" * 2  # at least gateway.MIN_KEY_LENGTH characters
@@ -40,7 +41,7 @@ def replica_successes(stack, docker_client) -> dict[str, float]:
         port = stack.env["METRICS_PORT"]
         text = container.exec_run(["python3", "-c", f"import urllib.request as u; print(u.urlopen("
                                    f"'http://127.0.0.1:{port}/metrics', timeout=5).read().decode())"]).output.decode()
-        out[container.name] = metrics.parse(text, contract.MODEL)["nv_inference_request_success"]
+        out[container.name] = metrics.parse(text, linear.MODEL)["nv_inference_request_success"]
     return out
 
 
@@ -65,9 +66,9 @@ def test_grpc_over_tls_with_key_spreads_over_both_replicas(secured, docker_clien
     with grpcclient.InferenceServerClient(f"localhost:{stack.env['HOST_GRPC_PORT']}", ssl=True,
                                           root_certificates=str(ca)) as client:  # one HTTP/2 connection
         for _ in range(n):
-            inputs, outputs = contract.grpc_inputs(contract.SEED_X)
-            y = client.infer(contract.MODEL, inputs, outputs=outputs, headers={"x-api-key": KEY}).as_numpy(contract.OUTPUT)
-            assert contract.check_output(contract.SEED_X, y) is None
+            inputs, outputs = linear.grpc_inputs(linear.SEED_X)
+            y = client.infer(linear.MODEL, inputs, outputs=outputs, headers={"x-api-key": KEY}).as_numpy(linear.OUTPUT)
+            assert linear.check_output(linear.SEED_X, y) is None
     served = {name: count - before[name] for name, count in replica_successes(stack, docker_client).items()}
     # roundrobin gives each 20; the gateway's health checks add about 2 inferences a second to each
     assert sum(served.values()) >= n and min(served.values()) >= n // 4, served
@@ -77,10 +78,10 @@ def test_key_and_tls_are_enforced(secured):
     stack, ca = secured
     with grpcclient.InferenceServerClient(f"localhost:{stack.env['HOST_GRPC_PORT']}", ssl=True,
                                           root_certificates=str(ca)) as client:
-        inputs, outputs = contract.grpc_inputs(contract.SEED_X)
+        inputs, outputs = linear.grpc_inputs(linear.SEED_X)
         with pytest.raises(InferenceServerException, match="UNAUTHENTICATED"):
-            client.infer(contract.MODEL, inputs, outputs=outputs)
-    url = f"localhost:{stack.env['HOST_HTTP_PORT']}/v2/models/{contract.MODEL}"
+            client.infer(linear.MODEL, inputs, outputs=outputs)
+    url = f"localhost:{stack.env['HOST_HTTP_PORT']}/v2/models/{linear.MODEL}"
     curl = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"]
     assert subprocess.run([*curl, "--cacert", str(ca), "-H", f"x-api-key: {KEY}", f"https://{url}"],
                           capture_output=True, text=True).stdout == "200"

@@ -21,8 +21,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tritonops import compose, gatewaycheck, settings
-from tritonops.images import IMAGES
+from tritonops import settings
+from tritonops.stack import compose, gatewaycheck
+from tritonops.stack.images import IMAGES
 
 from stacks import linear_only_copy, start_stack
 

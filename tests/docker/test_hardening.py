@@ -16,7 +16,9 @@ import pytest
 import yaml
 from ci_policy import skip_or_fail
 
-from tritonops import compose, images, settings, smoke
+from tritonops import settings
+from tritonops.serving import smoke
+from tritonops.stack import compose, images
 
 pytestmark = pytest.mark.docker
 
@@ -150,7 +152,7 @@ def test_grafana_runs_with_a_password_file_and_no_anonymous_access(tmp_path):
 
 
 def test_grafana_password_is_generated_once_private_and_outside_git():
-    """`make up`'s own path (tritonops.compose env, the default state folder), twice: the same
+    """`make up`'s own path (tritonops.stack.compose env, the default state folder), twice: the same
     password, mode 0600 in a 0700 folder, owned by Grafana's user, and git ignores it."""
     project = f"tritonops-test-grafana-{os.getpid()}"
     secret = compose.grafana_password_file(compose.STATE / f"{project}.env")

@@ -30,8 +30,10 @@ import psutil
 import pytest
 import yaml
 
-from tritonops import compose, contract, settings
-from tritonops.images import IMAGES
+from tritonops import settings
+from tritonops.models import linear
+from tritonops.stack import compose
+from tritonops.stack.images import IMAGES
 
 from stacks import start_stack, wait_for
 
@@ -70,12 +72,12 @@ LOST_MAX = 9000
 REACHED_TRITON_MAX = 40
 CLIENTS = 4
 PACE_S = 0.02  # between one client's requests: ~100-200 requests/s in all, and a bounded failure count
-SEED_BODY = json.dumps(contract.seed_request_json()).encode()
+SEED_BODY = json.dumps(linear.seed_request_json()).encode()
 
 
 @functools.cache
 def expected_y() -> np.ndarray:
-    return contract.reference(contract.SEED_X)  # torch: imported only where a drill runs
+    return linear.reference(linear.SEED_X)  # torch: imported only where a drill runs
 
 
 # --- files: the healthcheck is the same everywhere and fits the supervisor's knobs (no engine) ---
@@ -156,7 +158,7 @@ class Load:
             start = time.monotonic()
             try:
                 conn = conn or http.client.HTTPConnection(self.host, self.port, timeout=10)
-                conn.request("POST", f"/v2/models/{contract.MODEL}/infer", SEED_BODY, {"Content-Type": "application/json"})
+                conn.request("POST", f"/v2/models/{linear.MODEL}/infer", SEED_BODY, {"Content-Type": "application/json"})
                 reply = conn.getresponse()
                 body = reply.read()
                 detail = check_reply(reply.status, body)
@@ -178,12 +180,12 @@ def check_reply(status: int, body: bytes) -> str | None:
     if status != 200:
         return f"HTTP {status} {body[:120]!r}"
     try:
-        out = {o["name"]: o for o in json.loads(body)["outputs"]}[contract.OUTPUT]
+        out = {o["name"]: o for o in json.loads(body)["outputs"]}[linear.OUTPUT]
         y = np.asarray(out["data"], dtype=np.float32).reshape(out["shape"])
     except (ValueError, KeyError, TypeError) as exc:
         return f"bad answer ({exc}): {body[:120]!r}"
     want = expected_y()
-    if y.shape != want.shape or not np.allclose(y, want, rtol=contract.RTOL, atol=contract.ATOL):
+    if y.shape != want.shape or not np.allclose(y, want, rtol=linear.RTOL, atol=linear.ATOL):
         return f"wrong answer {y.ravel().tolist()}"
     return None
 
@@ -225,7 +227,7 @@ class Sampler:
             if detail is None:
                 try:
                     conn = http.client.HTTPConnection(next(ip for ip in ips if ip), self.port, timeout=SAMPLE_PROBE_TIMEOUT_S)
-                    conn.request("POST", f"/v2/models/{contract.MODEL}/infer", SEED_BODY, {"Content-Type": "application/json"})
+                    conn.request("POST", f"/v2/models/{linear.MODEL}/infer", SEED_BODY, {"Content-Type": "application/json"})
                     reply = conn.getresponse()
                     detail = check_reply(reply.status, reply.read())
                     conn.close()
@@ -369,7 +371,7 @@ def assert_healthy_and_answering(stack, triton, figures: Figures) -> None:
     triton.reload()
     assert triton.attrs["State"]["Status"] == "running" and triton.attrs["State"]["Health"]["Status"] == "healthy"
     conn = http.client.HTTPConnection(stack.env["BIND_ADDRESS"], int(stack.env["HOST_HTTP_PORT"]), timeout=10)
-    conn.request("POST", f"/v2/models/{contract.MODEL}/infer", SEED_BODY, {"Content-Type": "application/json"})
+    conn.request("POST", f"/v2/models/{linear.MODEL}/infer", SEED_BODY, {"Content-Type": "application/json"})
     reply = conn.getresponse()
     assert check_reply(reply.status, reply.read()) is None
 
@@ -465,7 +467,7 @@ def test_a_killed_ensemble_step_is_healed_through_its_ensemble(embed_stack, dock
     restarts the container and embed answers correctly again within ENSEMBLE_FAULT_RECOVERY_S (before issue 25
     only linear was probed: embed failed for 120 s and more while Docker said healthy)."""
     import embedclient
-    from tritonops import embedding
+    from tritonops.models import embedding
 
     (container_id,) = embed_stack.container_ids("triton")
     triton = docker_client.containers.get(container_id)

@@ -6,8 +6,9 @@ import re
 import pytest
 import yaml
 
-from tritonops import compose, images, settings
-from tritonops.images import IMAGES, ngc_base
+from tritonops import settings
+from tritonops.stack import compose, images
+from tritonops.stack.images import IMAGES, ngc_base
 
 FILES = [IMAGES / "Dockerfile", IMAGES / "cpu-base.Dockerfile", *sorted((IMAGES / "standins").glob("*")),
          *sorted(p for p in compose.COMPOSE_DIR.rglob("*") if p.is_file())]

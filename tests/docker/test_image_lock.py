@@ -10,7 +10,8 @@ import pytest
 from packaging import tags
 from packaging.utils import parse_wheel_filename
 
-from tritonops import images, settings
+from tritonops import settings
+from tritonops.stack import images
 
 LOCKS = {"cpu": [images.FLAVOURS["cpu"].lock, images.CPU_BASE_LOCK], "gpu": [images.FLAVOURS["gpu"].lock]}
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tritonops import embedding, models, settings
+from tritonops import settings
+from tritonops.models import embedding, fetch
 
 pytestmark = pytest.mark.docker
 MAX_BYTES = 1_500_000_000  # the issue's 1.5 GB, as `docker images` counts (10^9)
@@ -19,9 +20,9 @@ OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 TEXT = next(t for t in embedding.SENTENCES if not t.isascii())  # the controller's tokenizer must give the same ids
 
 
-def model_entries() -> list[models.Entry]:
+def model_entries() -> list[fetch.Entry]:
     """Every file the checked-in SHA256SUMS manifests list (what `make models` extracts)."""
-    return [e for m in models.manifests(settings.MODEL_REPOSITORY) for e in models.read_manifest(m)]
+    return [e for m in fetch.manifests(settings.MODEL_REPOSITORY) for e in fetch.read_manifest(m)]
 
 
 def run_in(image: str, script: str, *options: str) -> subprocess.CompletedProcess:

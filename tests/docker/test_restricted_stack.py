@@ -14,7 +14,8 @@ import tritonclient.grpc as grpcclient
 from stacks import start_stack
 from tritonclient.utils import InferenceServerException
 
-from tritonops import adminkey, contract
+from tritonops.models import linear
+from tritonops.serving import adminkey
 
 pytestmark = pytest.mark.docker
 
@@ -86,10 +87,10 @@ def test_statistics_through_the_gateway_need_the_key(stack, key):
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode()
 
-    status, body = get(f"/v2/models/{contract.MODEL}/stats", {})
+    status, body = get(f"/v2/models/{linear.MODEL}/stats", {})
     assert (status, json.loads(body)["error"]) == restricted.HTTP_REFUSAL  # Triton's refusal, passed through
-    status, body = get(f"/v2/models/{contract.MODEL}/stats", adminkey.headers(key))
-    assert status == 200 and json.loads(body)["model_stats"][0]["name"] == contract.MODEL
+    status, body = get(f"/v2/models/{linear.MODEL}/stats", adminkey.headers(key))
+    assert status == 200 and json.loads(body)["model_stats"][0]["name"] == linear.MODEL
     # With the key or without, the other management APIs stop at the gateway.
     for path in ("/v2/logging", "/v2/trace/setting", "/v2/systemsharedmemory/status"):
         assert get(path, adminkey.headers(key))[0] == 403
@@ -97,10 +98,10 @@ def test_statistics_through_the_gateway_need_the_key(stack, key):
 
     with grpcclient.InferenceServerClient(f"{env['BIND_ADDRESS']}:{env['HOST_GRPC_PORT']}") as client:
         with pytest.raises(InferenceServerException) as refused:
-            client.get_inference_statistics(contract.MODEL)
+            client.get_inference_statistics(linear.MODEL)
         assert (str(refused.value.status()), refused.value.message()) == restricted.GRPC_REFUSAL
-        stats = client.get_inference_statistics(contract.MODEL, headers=adminkey.headers(key, "grpc"), as_json=True)
-        assert stats["model_stats"][0]["name"] == contract.MODEL
+        stats = client.get_inference_statistics(linear.MODEL, headers=adminkey.headers(key, "grpc"), as_json=True)
+        assert stats["model_stats"][0]["name"] == linear.MODEL
         with pytest.raises(InferenceServerException, match="refused at the gateway"):
             client.get_log_settings(headers=adminkey.headers(key, "grpc"))
 

@@ -7,7 +7,7 @@ import pytest
 from ci_policy import skip_or_fail
 from gateway_harness import backend, serve, start_gateway
 
-from tritonops import gateway
+from tritonops.stack import gateway
 
 @pytest.fixture(scope="session")
 def haproxy() -> str:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 from repos import linear_only
 
-from tritonops import gateway, settings
-from tritonops.server import LocalServer, free_port
+from tritonops import settings
+from tritonops.stack import gateway
+from tritonops.serving.server import LocalServer, free_port
 
 # The slowloris test waits this long; production keeps versions.env's GATEWAY_TIMEOUT_REQUEST.
 REQUEST_TIMEOUT_S = 2

@@ -9,9 +9,9 @@ import grpc
 import pytest
 from test_edge import request
 
-from tritonops import contract
+from tritonops.models import linear
 
-M = contract.MODEL
+M = linear.MODEL
 REFUSED_HTTP = ["/", "/metrics", "/v1/models", "/v2/models", f"/v2/models/{M}/generate",
                 f"/v2/models/{M}/generate_stream", f"/v2/models/{M}/infer/more", f"/v2/models/{M}/versions/1/other",
                 "/v2/health/other", "/v2/repository", "/stats"]

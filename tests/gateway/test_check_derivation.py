@@ -1,4 +1,4 @@
-"""The gateway's health check comes from the served repository's descriptors (tritonops.gatewaycheck):
+"""The gateway's health check comes from the served repository's descriptors (tritonops.stack.gatewaycheck):
 which models, what body, what is refused, and what this machine's HAProxy 2.6 really sends. The test
 against real tritonservers is test_model_checks.py."""
 from __future__ import annotations
@@ -13,8 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from repos import BYOM_MODEL, HAND_WRITTEN, build_byom_repository
 
-from tritonops import descriptor, gateway, gatewaycheck, settings
-from tritonops.server import free_port
+from tritonops import settings
+from tritonops.models import descriptor
+from tritonops.stack import gateway, gatewaycheck
+from tritonops.serving.server import free_port
 
 V = settings.versions()
 CAP = int(V["GATEWAY_MAX_BODY_BYTES"])

@@ -13,7 +13,8 @@ import urllib.request
 import psutil
 from gateway_harness import backend, serve, start_gateway
 
-from tritonops import contract, smoke
+from tritonops.models import linear
+from tritonops.serving import smoke
 
 # Measured (docs/gateway.md, Measured): out of rotation after 2.0 s idle, 5.1-5.2 s with the 2 cores
 # loaded (3 runs), when each failing inference took ~1.7 s. Config's worst, both checks at their 3 s
@@ -39,8 +40,8 @@ def test_a_dead_model_stub_leaves_rotation_while_ready_stays_200(haproxy, tmp_pa
         while time.monotonic() - killed < DETECT_WITHIN_S:
             sent += 1
             try:
-                y = smoke.infer_http(gw.http_url, contract.SEED_X, binary=True)
-                assert contract.check_output(contract.SEED_X, y) is None  # a wrong answer is never acceptable
+                y = smoke.infer_http(gw.http_url, linear.SEED_X, binary=True)
+                assert linear.check_output(linear.SEED_X, y) is None  # a wrong answer is never acceptable
             except Exception as exc:  # the dead replica's 500s, until the check takes it out
                 assert "not healthy" in str(exc), exc
                 failed += 1
@@ -55,7 +56,7 @@ def test_a_dead_model_stub_leaves_rotation_while_ready_stays_200(haproxy, tmp_pa
         with urllib.request.urlopen(f"http://{servers[1].http_url}/v2/health/ready", timeout=5) as r:
             assert r.status == 200  # Triton's readiness does not notice; the inference check does
         for _ in range(20):  # all traffic now goes to the healthy replica
-            assert contract.check_output(contract.SEED_X, smoke.infer_http(gw.http_url, contract.SEED_X, binary=False)) is None
+            assert linear.check_output(linear.SEED_X, smoke.infer_http(gw.http_url, linear.SEED_X, binary=False)) is None
     finally:
         gw.stop()
         for s in servers:

@@ -20,13 +20,16 @@ import tritonclient.grpc as grpcclient
 from gateway_harness import REQUEST_TIMEOUT_S, serve
 from tritonclient.utils import InferenceServerException
 
-from tritonops import contract, gatewaycheck, metrics, settings, smoke
+from tritonops import settings
+from tritonops.models import linear
+from tritonops.serving import metrics, smoke
+from tritonops.stack import gatewaycheck
 
 MAX_BODY = int(settings.get("GATEWAY_MAX_BODY_BYTES"))
 MANAGEMENT_HTTP = [
-    ("POST", "/v2/repository/index"), ("POST", f"/v2/repository/models/{contract.MODEL}/load"),
+    ("POST", "/v2/repository/index"), ("POST", f"/v2/repository/models/{linear.MODEL}/load"),
     ("GET", "/v2/logging"), ("POST", "/v2/logging"), ("GET", "/v2/trace/setting"),
-    ("GET", f"/v2/models/{contract.MODEL}/trace/setting"), ("GET", "/v2/systemsharedmemory/status"),
+    ("GET", f"/v2/models/{linear.MODEL}/trace/setting"), ("GET", "/v2/systemsharedmemory/status"),
     ("POST", "/v2/systemsharedmemory/region/r/register"), ("GET", "/v2/cudasharedmemory/status"),
 ]
 
@@ -46,13 +49,13 @@ def assert_serving(gw, replicas) -> None:
     for name, server in replicas.items():
         assert server.proc.poll() is None, f"replica {name} died: {server.failure_reason()}"
         assert request(server.http_url, "GET", "/v2/health/ready")[0] == 200, name
-    y = smoke.infer_http(gw.http_url, contract.SEED_X, binary=False)
-    assert contract.check_output(contract.SEED_X, y) is None
+    y = smoke.infer_http(gw.http_url, linear.SEED_X, binary=False)
+    assert linear.check_output(linear.SEED_X, y) is None
 
 
 def test_seed_request_through_the_gateway_http_binary_grpc(gw):
     out = io.StringIO()
-    smoke.run(gw.http_url, gw.grpc_url, out=out, models=[contract.MODEL])  # the gateway's replicas serve linear only
+    smoke.run(gw.http_url, gw.grpc_url, out=out, models=[linear.MODEL])  # the gateway's replicas serve linear only
     assert out.getvalue().count("ok ") == 3, out.getvalue()
 
 
@@ -61,19 +64,19 @@ def test_backends_are_up_by_an_inference_check(gw):
     assert {s.split()[0] for s in states.values()} == {"UP"}, states
     assert {b for b, _ in states} == {"triton_http", "triton_grpc", "triton_metrics"}
     config = gw.config.read_text()
-    assert f"http-check send meth POST uri /v2/models/{contract.MODEL}/infer" in config
+    assert f"http-check send meth POST uri /v2/models/{linear.MODEL}/infer" in config
     assert "http-check expect status 200" in config and "inter 1s fastinter 250ms fall 2 rise 2" in config
 
 
 def test_the_check_request_is_a_valid_inference(replicas):
-    """The probe body (linear's first sample, tritonops.gatewaycheck) is a real request the model answers correctly."""
+    """The probe body (linear's first sample, tritonops.stack.gatewaycheck) is a real request the model answers correctly."""
     (check,) = gatewaycheck.checks(replicas["a"].repository, MAX_BODY)
     (tensor,) = json.loads(check["body"])["inputs"]
     x = np.array(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
     status, raw = request(replicas["a"].http_url, "POST", check["uri"], check["body"].encode())
     assert status == 200, raw
     y = np.array(json.loads(raw)["outputs"][0]["data"], dtype=np.float32).reshape(-1, 1)
-    assert contract.check_output(x, y) is None
+    assert linear.check_output(x, y) is None
 
 
 @pytest.mark.parametrize("method,path", MANAGEMENT_HTTP)
@@ -90,7 +93,7 @@ def test_management_http_refused_at_the_edge(gw, replicas, method, path):
                                   "get_system_shared_memory_status", "get_cuda_shared_memory_status",
                                   "load_model", "unload_model"])
 def test_management_grpc_refused_at_the_edge(gw, replicas, call):
-    args = (contract.MODEL,) if call in ("load_model", "unload_model") else ()
+    args = (linear.MODEL,) if call in ("load_model", "unload_model") else ()
     key = replicas["a"].admin_headers("grpc")
     with grpcclient.InferenceServerClient(gw.grpc_url) as client:
         with pytest.raises(InferenceServerException) as refused:
@@ -102,13 +105,13 @@ def test_management_grpc_refused_at_the_edge(gw, replicas, call):
 
 
 def test_metadata_config_and_health_stay_open(gw):
-    for path in ("/v2/health/live", "/v2/health/ready", f"/v2/models/{contract.MODEL}",
-                 f"/v2/models/{contract.MODEL}/config", f"/v2/models/{contract.MODEL}/ready"):
+    for path in ("/v2/health/live", "/v2/health/ready", f"/v2/models/{linear.MODEL}",
+                 f"/v2/models/{linear.MODEL}/config", f"/v2/models/{linear.MODEL}/ready"):
         assert request(gw.http_url, "GET", path)[0] == 200, path
 
 
 def test_body_over_the_cap_is_413_and_under_it_reaches_triton(gw, replicas):
-    path = f"/v2/models/{contract.MODEL}/infer"
+    path = f"/v2/models/{linear.MODEL}/infer"
 
     def post(declared: int, body: bytes) -> bytes:
         head = f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {declared}\r\n\r\n"
@@ -168,9 +171,9 @@ def test_slowloris_is_cut_by_the_request_timeout(gw):
 def test_grpc_message_over_the_cap_is_resource_exhausted(gw):
     x = np.ones((MAX_BODY // 12 + 1, 3), dtype=np.float32)  # > MAX_BODY bytes of raw tensor
     with grpcclient.InferenceServerClient(gw.grpc_url) as client:
-        inputs, outputs = contract.grpc_inputs(x)
+        inputs, outputs = linear.grpc_inputs(x)
         with pytest.raises(InferenceServerException) as refused:
-            client.infer(contract.MODEL, inputs, outputs=outputs)
+            client.infer(linear.MODEL, inputs, outputs=outputs)
     assert "RESOURCE_EXHAUSTED" in str(refused.value), refused.value
 
 
@@ -183,19 +186,19 @@ def _stat(gw, backend: str, server: str, field: str) -> int:
 
 def test_grpc_calls_on_one_connection_are_spread_over_both_replicas(gw, replicas):
     n = 40
-    before = {name: metrics.scrape(s.metrics_url, contract.MODEL)["nv_inference_request_success"] for name, s in replicas.items()}
+    before = {name: metrics.scrape(s.metrics_url, linear.MODEL)["nv_inference_request_success"] for name, s in replicas.items()}
     routed = {name: _stat(gw, "triton_grpc", name, "stot") for name in replicas}
     connections = _stat(gw, "grpc", "FRONTEND", "conn_tot")
     with grpcclient.InferenceServerClient(gw.grpc_url) as client:  # one channel: one HTTP/2 connection
         for _ in range(n):
-            inputs, outputs = contract.grpc_inputs(contract.SEED_X)
-            y = client.infer(contract.MODEL, inputs, outputs=outputs).as_numpy(contract.OUTPUT)
-            assert contract.check_output(contract.SEED_X, y) is None
+            inputs, outputs = linear.grpc_inputs(linear.SEED_X)
+            y = client.infer(linear.MODEL, inputs, outputs=outputs).as_numpy(linear.OUTPUT)
+            assert linear.check_output(linear.SEED_X, y) is None
     assert _stat(gw, "grpc", "FRONTEND", "conn_tot") - connections == 1
     routed = {name: _stat(gw, "triton_grpc", name, "stot") - routed[name] for name in replicas}
     assert sum(routed.values()) == n and min(routed.values()) >= n // 4, routed  # roundrobin: 20/20
     # each Triton's own statistics saw its share (health checks add a few inferences each second)
-    served = {name: metrics.scrape(s.metrics_url, contract.MODEL)["nv_inference_request_success"] - before[name]
+    served = {name: metrics.scrape(s.metrics_url, linear.MODEL)["nv_inference_request_success"] - before[name]
               for name, s in replicas.items()}
     assert all(served[name] >= routed[name] for name in replicas), (served, routed)
 
@@ -205,9 +208,9 @@ def test_a_reload_answers_a_kept_alive_connection_instead_of_closing_it(gw):
     the old worker. A client's idle keep-alive connection to it gets its next request answered, with
     Connection: close, rather than closed under it (the fleet drill's one "connection closed" in 1 688)."""
     host, port = gw.http_url.split(":")
-    body = json.dumps({"inputs": [{"name": contract.INPUT, "datatype": "FP32", "shape": [1, 3],
+    body = json.dumps({"inputs": [{"name": linear.INPUT, "datatype": "FP32", "shape": [1, 3],
                                    "data": [2.0, 3.0, 4.0]}]})
-    path = f"/v2/models/{contract.MODEL}/infer"
+    path = f"/v2/models/{linear.MODEL}/infer"
     kept = http.client.HTTPConnection(host, int(port), timeout=30)
     kept.request("POST", path, body=body)
     first = kept.getresponse()

@@ -15,8 +15,10 @@ import psutil
 import pytest
 from gateway_harness import backend
 
-from tritonops import contract, gateway, settings
-from tritonops.server import free_port
+from tritonops import settings
+from tritonops.models import linear
+from tritonops.stack import gateway
+from tritonops.serving.server import free_port
 
 V = settings.versions()
 PER_SOURCE = int(V["GATEWAY_CONN_PER_SOURCE"])
@@ -125,11 +127,11 @@ def test_an_unlimited_source_is_not_counted(replicas, tmp_path):
 
 def guess(port: int, values: list[str], n: int) -> dict[int, int]:
     """n requests on one keep-alive connection, each with the x-api-key header lines given."""
-    body, headers = contract.http_body(contract.SEED_X)
+    body, headers = linear.http_body(linear.SEED_X)
     counts: dict[int, int] = {}
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     for _ in range(n):
-        conn.putrequest("POST", f"/v2/models/{contract.MODEL}/infer")
+        conn.putrequest("POST", f"/v2/models/{linear.MODEL}/infer")
         for k, v in {**headers, "Content-Length": str(len(body))}.items():
             conn.putheader(k, v)
         for v in values:

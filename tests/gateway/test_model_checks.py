@@ -17,8 +17,10 @@ import pytest
 from gateway_harness import backend, start_gateway
 from repos import BYOM_MODEL, build_byom_repository
 
-from tritonops import gateway, gatewaycheck, settings, smoke
-from tritonops.server import LocalServer, free_port
+from tritonops import settings
+from tritonops.serving import smoke
+from tritonops.stack import gateway, gatewaycheck
+from tritonops.serving.server import LocalServer, free_port
 
 SECOND = "zz_tally"  # sorts after tally_kit: checked last
 # Out of rotation within (test_checks.py's bound for linear): inter 1s, fall 2, a failing inference ~1-2 s.

@@ -8,7 +8,8 @@ import pytest
 import yaml
 from certs import self_signed
 
-from tritonops import compose, gateway, settings
+from tritonops import settings
+from tritonops.stack import compose, gateway
 
 V = settings.versions()
 

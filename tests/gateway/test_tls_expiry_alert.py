@@ -20,8 +20,8 @@ import yaml
 from certs import self_signed
 from gateway_harness import backend, serve, start_gateway
 
-from tritonops import compose
-from tritonops.server import free_port
+from tritonops.stack import compose
+from tritonops.serving.server import free_port
 
 pytestmark = [pytest.mark.promtool, pytest.mark.blackbox]
 ALERT = "TLSCertificateExpiringSoon"

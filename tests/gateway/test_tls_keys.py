@@ -11,10 +11,10 @@ from certs import self_signed
 from gateway_harness import backend, start_gateway
 from tritonclient.utils import InferenceServerException
 
-from tritonops import contract
+from tritonops.models import linear
 
 KEY = "k-3f9a1c77e2" * 3  # at least gateway.MIN_KEY_LENGTH characters
-INFER = f"/v2/models/{contract.MODEL}/infer"
+INFER = f"/v2/models/{linear.MODEL}/infer"
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +64,11 @@ def test_tritonclient_http_ssl(tls):
     client = httpclient.InferenceServerClient(f"localhost:{gw.ports['http']}", ssl=True,
                                               ssl_options={"ca_certs": str(ca)})
     try:
-        inputs, outputs = contract.http_inputs(contract.SEED_X)
-        y = client.infer(contract.MODEL, inputs, outputs=outputs, headers={"x-api-key": KEY}).as_numpy(contract.OUTPUT)
-        assert contract.check_output(contract.SEED_X, y) is None
+        inputs, outputs = linear.http_inputs(linear.SEED_X)
+        y = client.infer(linear.MODEL, inputs, outputs=outputs, headers={"x-api-key": KEY}).as_numpy(linear.OUTPUT)
+        assert linear.check_output(linear.SEED_X, y) is None
         with pytest.raises(InferenceServerException) as refused:
-            client.infer(contract.MODEL, inputs, outputs=outputs)
+            client.infer(linear.MODEL, inputs, outputs=outputs)
         assert "x-api-key" in str(refused.value)
     finally:
         client.close()
@@ -78,12 +78,12 @@ def test_tritonclient_grpc_ssl(tls):
     gw, ca = tls
     with grpcclient.InferenceServerClient(f"localhost:{gw.ports['grpc']}", ssl=True,
                                           root_certificates=str(ca)) as client:
-        inputs, outputs = contract.grpc_inputs(contract.SEED_X)
-        y = client.infer(contract.MODEL, inputs, outputs=outputs, headers={"x-api-key": KEY}).as_numpy(contract.OUTPUT)
-        assert contract.check_output(contract.SEED_X, y) is None
+        inputs, outputs = linear.grpc_inputs(linear.SEED_X)
+        y = client.infer(linear.MODEL, inputs, outputs=outputs, headers={"x-api-key": KEY}).as_numpy(linear.OUTPUT)
+        assert linear.check_output(linear.SEED_X, y) is None
         assert client.is_server_ready()  # health is exempt, as over HTTP
         with pytest.raises(InferenceServerException) as refused:
-            client.infer(contract.MODEL, inputs, outputs=outputs)
+            client.infer(linear.MODEL, inputs, outputs=outputs)
         assert "UNAUTHENTICATED" in str(refused.value)
         with pytest.raises(InferenceServerException) as refused:
             client.get_log_settings(headers={"x-api-key": KEY})  # a key does not open management APIs

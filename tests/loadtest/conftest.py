@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from repos import linear_only
 
-from tritonops import embedding, settings
-from tritonops.server import LocalServer, free_port
+from tritonops import settings
+from tritonops.models import embedding
+from tritonops.serving.server import LocalServer, free_port
 
 SHIPPED = settings.MODEL_REPOSITORY / settings.MODEL_NAME
 EMBED_PIPELINE = (embedding.TOKENIZER, embedding.ENCODER, embedding.MODEL)

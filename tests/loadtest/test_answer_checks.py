@@ -1,4 +1,4 @@
-"""The Locust file's cheap answer checks (tritonops.contract.check_*_answer, against answers prepared once)
+"""The Locust file's cheap answer checks (tritonops.models.linear.check_*_answer, against answers prepared once)
 give the same verdict and message as check_output (tritonclient + the torch reference per request), for
 every encoding: JSON, binary tensors and gRPC. No server: the answers are built here, right and wrong."""
 from __future__ import annotations
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from tritonclient.grpc import service_pb2
 
-from tritonops import contract
+from tritonops.models import linear
 
-X = contract.random_batch(3, np.random.default_rng(14))
-Y = contract.reference(X)
-TOL = contract.ATOL + contract.RTOL * np.abs(Y)
+X = linear.random_batch(3, np.random.default_rng(14))
+Y = linear.reference(X)
+TOL = linear.ATOL + linear.RTOL * np.abs(Y)
 DTYPES = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32}
 
 
@@ -38,9 +38,9 @@ ANSWERS = {  # name: (y as the server would send it, its Triton datatype)
 
 
 def json_body(y, datatype):
-    outputs = [] if y is None else [{"name": contract.OUTPUT, "datatype": datatype, "shape": list(y.shape),
+    outputs = [] if y is None else [{"name": linear.OUTPUT, "datatype": datatype, "shape": list(y.shape),
                                      "data": y.ravel().tolist()}]
-    return json.dumps({"model_name": contract.MODEL, "model_version": "1",
+    return json.dumps({"model_name": linear.MODEL, "model_version": "1",
                        "outputs": [{"name": "other", "datatype": "FP32", "shape": [1], "data": [0.0]}, *outputs]}).encode()
 
 
@@ -50,18 +50,18 @@ def binary_body(y, datatype):
     data = b""
     if y is not None:
         data = np.ascontiguousarray(y, dtype=np.dtype(DTYPES[datatype]).newbyteorder("<")).tobytes()
-        outputs.append({"name": contract.OUTPUT, "datatype": datatype, "shape": list(y.shape),
+        outputs.append({"name": linear.OUTPUT, "datatype": datatype, "shape": list(y.shape),
                         "parameters": {"binary_data_size": len(data)}})
-    header = json.dumps({"model_name": contract.MODEL, "outputs": outputs}).encode()
+    header = json.dumps({"model_name": linear.MODEL, "outputs": outputs}).encode()
     return header + other + data, len(header)
 
 
 def grpc_response(y, datatype):
-    response = service_pb2.ModelInferResponse(model_name=contract.MODEL)
+    response = service_pb2.ModelInferResponse(model_name=linear.MODEL)
     response.outputs.add(name="other", datatype="FP32", shape=[1])
     response.raw_output_contents.append(struct.pack("<f", 0.0))
     if y is not None:
-        response.outputs.add(name=contract.OUTPUT, datatype=datatype, shape=list(y.shape))
+        response.outputs.add(name=linear.OUTPUT, datatype=datatype, shape=list(y.shape))
         dtype = np.dtype(DTYPES[datatype]).newbyteorder("<")
         response.raw_output_contents.append(np.ascontiguousarray(y, dtype=dtype).tobytes())
     return service_pb2.ModelInferResponse.FromString(response.SerializeToString())
@@ -70,42 +70,42 @@ def grpc_response(y, datatype):
 @pytest.mark.parametrize("name", ANSWERS)
 def test_cheap_checks_agree_with_check_output(name):
     y, datatype = ANSWERS[name]
-    verdict = contract.check_output(X, y)
-    want = contract.expected(X)
+    verdict = linear.check_output(X, y)
+    want = linear.expected(X)
     body, header_length = binary_body(y, datatype)
-    assert contract.check_json_answer(json_body(y, datatype), want) == verdict
-    assert contract.check_binary_answer(body, header_length, want) == verdict
-    assert contract.check_grpc_answer(grpc_response(y, datatype), want) == verdict
+    assert linear.check_json_answer(json_body(y, datatype), want) == verdict
+    assert linear.check_binary_answer(body, header_length, want) == verdict
+    assert linear.check_grpc_answer(grpc_response(y, datatype), want) == verdict
     assert (verdict is None) == (name in ("right", "within tolerance"))
 
 
 def test_wrong_values_name_the_row_as_check_output_does():
-    want = contract.expected(X, Y)  # a reference computed elsewhere (the pool: one torch call per batch size)
-    message = contract.check_grpc_answer(grpc_response(wrong_row(Y), "FP32"), want)
+    want = linear.expected(X, Y)  # a reference computed elsewhere (the pool: one torch call per batch size)
+    message = linear.check_grpc_answer(grpc_response(wrong_row(Y), "FP32"), want)
     assert message.startswith("output 'y' differs from the torch reference: row 1 got ")
-    assert message == contract.check_output(X, wrong_row(Y))
+    assert message == linear.check_output(X, wrong_row(Y))
 
 
 def test_typed_grpc_contents_and_json_answers_to_binary_requests_are_checked_too():
-    want = contract.expected(X)
+    want = linear.expected(X)
     typed = service_pb2.ModelInferResponse()
-    out = typed.outputs.add(name=contract.OUTPUT, datatype="FP32", shape=[3, 1])
+    out = typed.outputs.add(name=linear.OUTPUT, datatype="FP32", shape=[3, 1])
     out.contents.fp32_contents.extend(wrong_row(Y).ravel().tolist())
-    assert contract.check_grpc_answer(typed, want) == contract.check_output(X, wrong_row(Y))
-    assert contract.check_binary_answer(json_body(Y, "FP32"), None, want) is None
+    assert linear.check_grpc_answer(typed, want) == linear.check_output(X, wrong_row(Y))
+    assert linear.check_binary_answer(json_body(Y, "FP32"), None, want) is None
 
 
 def test_truncated_and_garbled_answers_raise():
-    want = contract.expected(X)
+    want = linear.expected(X)
     body, header_length = binary_body(Y, "FP32")
     with pytest.raises(ValueError):
-        contract.check_binary_answer(body[:-2], header_length, want)
+        linear.check_binary_answer(body[:-2], header_length, want)
     with pytest.raises(ValueError):
-        contract.check_json_answer(b"<html>bad gateway</html>", want)
+        linear.check_json_answer(b"<html>bad gateway</html>", want)
 
 
 def test_grpc_request_is_what_tritonclient_sends():
-    inputs, outputs = contract.grpc_inputs(X)
-    ours = contract.grpc_request(X)
+    inputs, outputs = linear.grpc_inputs(X)
+    ours = linear.grpc_request(X)
     assert ours.inputs[0].name == inputs[0]._get_tensor().name and list(ours.inputs[0].shape) == [3, 3]
-    assert ours.raw_input_contents[0] == inputs[0]._get_content() and ours.outputs[0].name == contract.OUTPUT
+    assert ours.raw_input_contents[0] == inputs[0]._get_content() and ours.outputs[0].name == linear.OUTPUT

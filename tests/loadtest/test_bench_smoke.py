@@ -19,7 +19,9 @@ import json
 import shutil
 import subprocess
 
-from tritonops import bench, bench_embed, embedding, perf_analyzer, settings
+from tritonops import settings
+from tritonops.bench import embed, perf_analyzer, suite
+from tritonops.models import embedding
 
 
 def test_perf_analyzer_comes_from_the_pinned_wheel():
@@ -38,7 +40,7 @@ def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
     table = (tmp_path / "bench.md").read_text()
     assert table in done.stdout  # printed as well as written
     rows = [line for line in table.splitlines() if line.startswith("| ") and "infer/s" not in line]
-    for model in bench.MODELS:
+    for model in suite.MODELS:
         for level in ("1", "4"):
             assert any(f"| {model} " in r and "| perf_analyzer " in r and f"| {level} " in r for r in rows), (model, level)
         with open(tmp_path / f"{model}.perf_analyzer.csv", newline="") as f:
@@ -94,7 +96,7 @@ def test_make_bench_smoke_writes_table_plot_and_csvs(tmp_path):
         "Locust / perf_analyzer throughput (linear)", "embed load time (server start to READY)"]
     assert float(targets[-1][1].removesuffix(" s")) > 0
     # embed, with and without dynamic batching: the fixed sentences measured at c=4, the gain, both load times
-    for name in (bench_embed.SHIPPED, bench_embed.UNBATCHED):
+    for name in (embed.SHIPPED, embed.UNBATCHED):
         assert any(r.startswith(f"| {name} ") and "| perf_analyzer " in r and "| 4 " in r for r in rows), (name, table)
         with open(tmp_path / f"{name.replace(', ', '-').replace(' ', '-')}.perf_analyzer.csv", newline="") as f:
             (point,) = list(csv.DictReader(f))

@@ -1,4 +1,4 @@
-"""loadtests/embed.py's cheap answer checks (tritonops.embedding.check_json_answer / check_binary_answer,
+"""loadtests/embed.py's cheap answer checks (tritonops.models.embedding.check_json_answer / check_binary_answer,
 against references computed once) give check_output's verdict and message on JSON and binary answers,
 and catch what cosine cannot: embeddings that are not unit vectors. No server: answers are built here."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from tritonops import embedding
+from tritonops.models import embedding
 
 TEXTS = embedding.SENTENCES[:3]
 WANT = embedding.reference(TEXTS)

@@ -10,7 +10,10 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from tritonops import bench, bench_embed, embedding, loadgate, metrics, settings, validate
+from tritonops import settings
+from tritonops.bench import embed, suite
+from tritonops.models import embedding, validate
+from tritonops.serving import loadgate, metrics
 
 
 def test_committed_thresholds_have_every_target():
@@ -39,7 +42,7 @@ def test_bad_thresholds_name_file_target_and_field(tmp_path, text, message):
 
 def test_make_loadtest_reports_a_bad_target_without_running_users(tmp_path):
     """The wrapper passes the target to Locust; Locust's init hook refuses it before any user starts."""
-    done = subprocess.run([sys.executable, "-m", "tritonops.loadgate", "--url", "127.0.0.1:1", "--target", "nope",
+    done = subprocess.run([sys.executable, "-m", "tritonops.serving.loadgate", "--url", "127.0.0.1:1", "--target", "nope",
                            "--report-dir", str(tmp_path)], cwd=settings.ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stdout + done.stderr
     assert f"error: {loadgate.THRESHOLDS}: no [nope] table (targets: local-cpu, local-cpu-embed, gpu)" in done.stderr
@@ -76,18 +79,18 @@ def test_make_loadtest_model_embed_runs_its_locust_file_against_its_own_table(tm
 
 
 def test_loadtest_refuses_a_user_class_of_the_other_model(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "tritonops.loadgate", "--model", "embed", "--user-class",
+    done = subprocess.run([sys.executable, "-m", "tritonops.serving.loadgate", "--model", "embed", "--user-class",
                            "LinearGrpcUser", "--report-dir", str(tmp_path)], cwd=settings.ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.returncode == 2 and "--user-class LinearGrpcUser: not a user of --model embed (EmbedHttpUser)" in done.stderr
 
 
 def test_embed_bench_variant_differs_from_the_shipped_repository_only_in_batching(tmp_path):
-    """bench_embed's no-batching copy: the embed pipeline, its steps' configs without dynamic_batching."""
-    copy = bench_embed.unbatched(tmp_path / "unbatched")
+    """bench.embed's no-batching copy: the embed pipeline, its steps' configs without dynamic_batching."""
+    copy = embed.unbatched(tmp_path / "unbatched")
     assert validate.validate_repository(copy) == []
     assert {p.name for p in copy.iterdir()} == {embedding.TOKENIZER, embedding.ENCODER, embedding.MODEL}
-    for name in bench_embed.PIPELINE:
+    for name in embed.PIPELINE:
         ours, theirs = (text_format.Parse((r / name / "config.pbtxt").read_text(), mc.ModelConfig())
                         for r in (copy, settings.MODEL_REPOSITORY))
         if name in (embedding.TOKENIZER, embedding.ENCODER):
@@ -105,18 +108,18 @@ def _scheduling(path: Path) -> tuple:
 
 def test_identity_floor_is_scheduled_like_the_shipped_model():
     shipped = settings.MODEL_REPOSITORY / settings.MODEL_NAME / "config.pbtxt"
-    floor = bench.BENCH_MODELS / "identity" / settings.MODEL_NAME / "config.pbtxt"
+    floor = suite.BENCH_MODELS / "identity" / settings.MODEL_NAME / "config.pbtxt"
     assert _scheduling(floor) == _scheduling(shipped), "keep the floor's scheduling equal to the shipped config"
 
 
 def test_seed_model_keeps_the_seed_scheduling():
-    config = text_format.Parse((bench.BENCH_MODELS / "seed" / "linear" / "config.pbtxt").read_text(), mc.ModelConfig())
+    config = text_format.Parse((suite.BENCH_MODELS / "seed" / "linear" / "config.pbtxt").read_text(), mc.ModelConfig())
     assert config.max_batch_size == 4 and not config.HasField("dynamic_batching")
 
 
 @pytest.mark.parametrize("name", ["seed", "identity"])
 def test_bench_models_are_valid_repositories_outside_model_repository(name):
-    repo = bench.BENCH_MODELS / name
+    repo = suite.BENCH_MODELS / name
     assert validate.validate_repository(repo) == []
     assert settings.MODEL_REPOSITORY not in repo.resolve().parents
 

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import torch
 
-from tritonops import embedding, loadgate, settings
+from tritonops import settings
+from tritonops.models import embedding
+from tritonops.serving import loadgate
 
 SHIPPED = settings.MODEL_REPOSITORY / settings.MODEL_NAME
 
@@ -159,7 +161,7 @@ class TritonPythonModel(_shipped.TritonPythonModel):
 
 
 def test_gate_names_the_problem_when_nothing_answers(lenient_thresholds, tmp_path):
-    from tritonops.server import free_port
+    from tritonops.serving.server import free_port
 
     port = free_port()
     code = loadgate.main(["--url", f"127.0.0.1:{port}", "--users", "1", "--duration", "2s", "--target", "lenient",
@@ -175,7 +177,7 @@ def test_gate_runs_a_distributed_master_with_a_worker(shipped_server, lenient_th
     """--master here, the load from a --worker (on a real setup: other client machines)."""
     import sys
 
-    from tritonops.server import free_port
+    from tritonops.serving.server import free_port
 
     port = free_port()
     worker = subprocess.Popen([sys.executable, "-m", "locust", "-f", str(loadgate.LOCUSTFILE), "--worker",
@@ -199,14 +201,14 @@ def test_gate_runs_a_distributed_master_with_a_worker(shipped_server, lenient_th
 
 
 def test_locustcost_stops_locust_with_sigint_even_when_started_with_it_ignored(shipped_server, tmp_path):
-    """tritonops.locustcost ends Locust with SIGINT (as Ctrl-C: the HTML report is written). Two ways that
+    """tritonops.bench.locustcost ends Locust with SIGINT (as Ctrl-C: the HTML report is written). Two ways that
     failed, each a bench smoke run that waited 120 s: Locust started by a background job (`make test &`),
     which starts with SIGINT ignored (2 runs of 2), and KeyboardInterrupt raised inside a gRPC call,
     which left a lock held (1 run in 3 under load). The Locust file now takes SIGINT through gevent's hub."""
     ignore_sigint_then_exec = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
                                "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
     done = subprocess.run(
-        [sys.executable, "-c", ignore_sigint_then_exec, "-m", "tritonops.locustcost",
+        [sys.executable, "-c", ignore_sigint_then_exec, "-m", "tritonops.bench.locustcost",
          "--url", shipped_server.http_url, "--grpc-url", shipped_server.grpc_url,
          "--metrics-url", shipped_server.metrics_url, "--protocols", "json,grpc", "--users", "4", "--window", "1",
          "--report-dir", str(tmp_path)],

@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from repos import BYOM_MODEL, HAND_WRITTEN, build_byom_repository
 
-from tritonops import descriptor, loadgate, settings
+from tritonops import settings
+from tritonops.models import descriptor
+from tritonops.serving import loadgate
 
 # The test's own slo: read from the descriptor (the report shows it), loose so a busy box passes.
 SLO = {"p99_ms": 60000, "max_error_rate": 0}

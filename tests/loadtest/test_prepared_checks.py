@@ -1,5 +1,5 @@
-"""loadtests/models.py's cheap answer checks (tritonops.prepared, against outputs prepared once from a
-descriptor's sample) give the same verdict as tritonops.descriptor.compare (numpy per answer, what smoke
+"""loadtests/models.py's cheap answer checks (tritonops.models.prepared, against outputs prepared once from a
+descriptor's sample) give the same verdict as tritonops.models.descriptor.compare (numpy per answer, what smoke
 uses), for JSON and binary answers, numbers and BYTES. No server: the answers are built here."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tritonclient.utils import serialize_byte_tensor
 
-from tritonops import descriptor, prepared
+from tritonops.models import descriptor, prepared
 
 DOC = {"samples": [{
     "inputs": {"x": {"datatype": "INT32", "shape": [2, 1], "data": [1, 2]}},

@@ -10,7 +10,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
-from . import privatefile, settings
+from .. import settings
+from . import privatefile
 
 
 GRPC_PREFIX = "triton-grpc-protocol-"

@@ -12,8 +12,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import contract, perf_analyzer, settings
-from .server import LocalServer, free_port
+from .. import settings
+from ..models import linear
+from ..serving.server import LocalServer, free_port
+from . import perf_analyzer
 
 ALT_QUEUE_DELAY_US = 1000
 ALT_INSTANCES = 2
@@ -39,7 +41,7 @@ def _config(text: str):
 def knobs(alt_delay_us: int | None = ALT_QUEUE_DELAY_US, alt_instances: int | None = ALT_INSTANCES,
           repository: Path = settings.MODEL_REPOSITORY) -> list[Knob]:
     """The knobs to compare, with the shipped value read from the config itself."""
-    config = _config((repository / contract.MODEL / "config.pbtxt").read_text())
+    config = _config((repository / linear.MODEL / "config.pbtxt").read_text())
     out = []
     if alt_delay_us is not None:
         out.append(Knob("max_queue_delay_microseconds", str(config.dynamic_batching.max_queue_delay_microseconds),
@@ -54,9 +56,9 @@ def variant(knob: Knob, dest: Path, repository: Path = settings.MODEL_REPOSITORY
     """A repository at dest holding the model with knob set to value (default: its alternative)."""
     from google.protobuf import text_format
 
-    model_dir = dest / contract.MODEL
+    model_dir = dest / linear.MODEL
     shutil.rmtree(dest, ignore_errors=True)
-    shutil.copytree(repository / contract.MODEL, model_dir, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(repository / linear.MODEL, model_dir, ignore=shutil.ignore_patterns("__pycache__"))
     config = _config((model_dir / "config.pbtxt").read_text())
     if knob.name == "max_queue_delay_microseconds":
         config.dynamic_batching.max_queue_delay_microseconds = int(value or knob.alternative)
@@ -82,7 +84,7 @@ def measure(knob: Knob, level: int, out: Path, opts: perf_analyzer.Options, *, e
         repo = variant(knob, out / "knobs" / slug, value=value)
         ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
         with LocalServer(repo, host="127.0.0.1", log_path=out / f"knob-{slug}.server.log", **ports) as server:
-            results[which] = perf_analyzer.against(server, contract.MODEL, out / f"knob-{slug}.perf_analyzer.csv",
+            results[which] = perf_analyzer.against(server, linear.MODEL, out / f"knob-{slug}.perf_analyzer.csv",
                                                    opts, concurrency=[level], expected_rate=expected_rate)
     return results
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import loadgate, perf_analyzer, plots
+from ..serving import loadgate
+from . import perf_analyzer, plots
 
 FRACTIONS = (0.25, 0.5, 0.75, 0.9)
 SLO_TARGET = "local-cpu"

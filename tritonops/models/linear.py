@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import settings
+from .. import settings
 
 MODEL = settings.MODEL_NAME
 VERSION = "1"

@@ -6,7 +6,7 @@ compose needs that is derived: the host ports (HOST_HTTP_PORT... default to the 
 absolute paths, the rendered Prometheus config (Prometheus does not expand variables itself), Triton's
 admin key (ADMIN_KEY_FILE, generated when missing, mounted as a file so that it never shows in
 `docker inspect`) and the gateway's files. The env file and the gateway's files come from
-tritonops.hostfiles, which also renders every deployed host's (the Ansible triton role).
+tritonops.stack.hostfiles, which also renders every deployed host's (the Ansible triton role).
 """
 from __future__ import annotations
 
@@ -22,7 +22,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import adminkey, hostfiles, images, models, privatefile, settings
+from .. import settings
+from ..models import fetch
+from ..serving import adminkey, privatefile
+from . import hostfiles, images
 
 COMPOSE_DIR = settings.ROOT / "compose"
 BASE_FILE = COMPOSE_DIR / "compose.yaml"
@@ -32,7 +35,7 @@ PROMETHEUS_TEMPLATE = COMPOSE_DIR / "prometheus" / "prometheus.yml"
 ALERT_RULES = COMPOSE_DIR / "prometheus" / "alerts.yml"
 STATE = settings.ROOT / ".cache" / "compose"
 DEFAULT_PROJECT = "tritonops"
-# The host ports and the stop margin are defined by the one renderer of a host's files (tritonops.hostfiles).
+# The host ports and the stop margin are defined by the one renderer of a host's files (tritonops.stack.hostfiles).
 HOST_PORTS = hostfiles.HOST_PORTS
 STOP_MARGIN_SECS = hostfiles.STOP_MARGIN_SECS
 GRAFANA_IMAGE_UID = 472  # the grafana/grafana image's own user: gets the password file when root writes it
@@ -56,7 +59,7 @@ def compose_command() -> tuple[str, ...]:
 
 def environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
     """versions.env, overridden by same-named environment variables and then by `overrides`, completed
-    by tritonops.hostfiles.derive (host ports, stop grace period, image names)."""
+    by tritonops.stack.hostfiles.derive (host ports, stop grace period, image names)."""
     values = dict(settings.versions())
     values.update({k: os.environ[k] for k in [*values, *HOST_PORTS] if k in os.environ})
     values.update(overrides or {})
@@ -71,7 +74,7 @@ def environment(overrides: dict[str, str] | None = None) -> dict[str, str]:
 
 
 def render(values: dict[str, str], gateway_dir: Path) -> hostfiles.HostFiles:
-    """This machine's files for one stack (tritonops.hostfiles, as the Ansible role renders a host's)."""
+    """This machine's files for one stack (tritonops.stack.hostfiles, as the Ansible role renders a host's)."""
     try:
         return hostfiles.render(values, gateway_dir=str(gateway_dir), repository=Path(values["MODEL_REPOSITORY_DIR"]))
     except hostfiles.HostFilesError as exc:
@@ -273,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.what in ("env", "up"):
             write_env(stack.env_file)
         if args.what == "up":
-            if problem := models.ensure(Path(stack.env["MODEL_REPOSITORY_DIR"])):
+            if problem := fetch.ensure(Path(stack.env["MODEL_REPOSITORY_DIR"])):
                 raise ComposeError(problem)
             build_missing(args.gpu, args.monitoring)
             if override := memlock_override(stack.env):

@@ -20,7 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import settings
+from .. import settings
 
 MANIFEST = "SHA256SUMS"
 CACHE = settings.ROOT / ".cache" / "models"

@@ -9,7 +9,7 @@ HAProxy sends them in turn, each on its own connection (2.6 allows only one send
 health-checked model, or the fleet gateway in front of the GPU hosts' gateways) makes the template check
 GET /v2/health/ready instead.
 
-`python -m tritonops.gateway checks --repository DIR` prints the list as JSON: the Ansible triton role
+`python -m tritonops.stack.gateway checks --repository DIR` prints the list as JSON: the Ansible triton role
 runs that on the controller, so a GPU host's gateway gets the list the compose renderer computes.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import re
 from pathlib import Path
 
-from . import descriptor
+from ..models import descriptor
 
 # A model name goes into the check's URI and comment unquoted: keep it to what needs no escaping.
 SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")

@@ -20,7 +20,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from . import adminkey, models, settings
+from .. import settings
+from ..models import fetch
+from . import adminkey
 
 CACHE = settings.ROOT / ".cache"
 STOP_GRACE_S = 10  # server gets --exit-timeout-secs below this, then the group is killed
@@ -217,7 +219,7 @@ class LocalServer(LoopbackUrls):
         return env
 
     def start(self) -> "LocalServer":
-        from . import validate  # clear per-field errors beat Triton's first-failure-only log
+        from ..models import validate  # clear per-field errors beat Triton's first-failure-only log
 
         # Not the descriptors: serving a model comes before `tritonops contract` describes it.
         problems = validate.validate_repository(self.repository, descriptors=False)
@@ -335,7 +337,7 @@ def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, h
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    problem = models.ensure(repository)
+    problem = fetch.ensure(repository)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 1

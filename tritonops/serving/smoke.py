@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import contract, descriptor, settings
+from .. import settings
+from ..models import descriptor, linear
 
 
 class SmokeFailure(AssertionError):
@@ -22,8 +23,8 @@ def _expect(ok: bool, message: str) -> None:
 
 def check_metadata(meta: dict, where: str) -> None:
     """Names, datatypes and shapes of the model metadata (HTTP's dict form)."""
-    want_in = {"name": contract.INPUT, "datatype": contract.DATATYPE, "shape": [-1, contract.IN_FEATURES]}
-    want_out = {"name": contract.OUTPUT, "datatype": contract.DATATYPE, "shape": [-1, contract.OUT_FEATURES]}
+    want_in = {"name": linear.INPUT, "datatype": linear.DATATYPE, "shape": [-1, linear.IN_FEATURES]}
+    want_out = {"name": linear.OUTPUT, "datatype": linear.DATATYPE, "shape": [-1, linear.OUT_FEATURES]}
     def summary(tensors):  # gRPC's JSON form spells int64 dims as strings
         return [{"name": t.get("name"), "datatype": t.get("datatype"), "shape": [int(d) for d in t.get("shape", [])]}
                 for t in tensors]
@@ -37,16 +38,16 @@ def infer_http(url: str, x: np.ndarray, binary: bool) -> np.ndarray:
     import tritonclient.http as httpclient
 
     with httpclient.InferenceServerClient(url) as client:
-        inputs, outputs = contract.http_inputs(x, binary)
-        return client.infer(contract.MODEL, inputs, model_version=contract.VERSION, outputs=outputs).as_numpy(contract.OUTPUT)
+        inputs, outputs = linear.http_inputs(x, binary)
+        return client.infer(linear.MODEL, inputs, model_version=linear.VERSION, outputs=outputs).as_numpy(linear.OUTPUT)
 
 
 def infer_grpc(url: str, x: np.ndarray) -> np.ndarray:
     import tritonclient.grpc as grpcclient
 
     with grpcclient.InferenceServerClient(url) as client:
-        inputs, outputs = contract.grpc_inputs(x)
-        return client.infer(contract.MODEL, inputs, model_version=contract.VERSION, outputs=outputs).as_numpy(contract.OUTPUT)
+        inputs, outputs = linear.grpc_inputs(x)
+        return client.infer(linear.MODEL, inputs, model_version=linear.VERSION, outputs=outputs).as_numpy(linear.OUTPUT)
 
 
 def _summary(outputs: dict[str, np.ndarray], limit: int = 4) -> str:

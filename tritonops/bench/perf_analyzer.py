@@ -17,7 +17,8 @@ import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import serverstats, settings
+from .. import settings
+from . import serverstats
 
 CACHE = settings.ROOT / ".cache" / "perf_analyzer"
 # soname perf_analyzer asks for -> glob of the hashed copy auditwheel put in nvidia_pytriton.libs/
@@ -147,7 +148,7 @@ class Options:
     # Closed loop: --async, the level's requests kept in flight by async_threads threads. At concurrency
     # 64, perf_analyzer 2.51 stopped closing windows while the server kept answering ~5 000/s: its sync
     # client (64 threads) in every call, --async with its default 16 threads in 6 of 17, with 4 threads
-    # in none of 8 (identity and linear). The open loop is never --async (bench_sweep).
+    # in none of 8 (identity and linear). The open loop is never --async (bench.openloop).
     asynchronous: bool = True
     async_threads: int = 4
     log_path: Path | None = None  # every call's command line (header names only) and output, appended

@@ -13,9 +13,9 @@ over the steady state only: start-up (imports, torch, the pool) and shut-down ar
 second run is subtracted. Throughput is the same request count over the window's wall time. Every
 answer is still checked by the Locust file: a run with any failed request is an error, not a figure.
 
-    python -m tritonops.locustcost --url 127.0.0.1:8000 --grpc-url 127.0.0.1:8001 \\
+    python -m tritonops.bench.locustcost --url 127.0.0.1:8000 --grpc-url 127.0.0.1:8001 \\
         --metrics-url http://127.0.0.1:8002/metrics --protocols json,binary,grpc --users 16
-    python -m tritonops.locustcost ... --protocols json --files linear,models --batch-size 3
+    python -m tritonops.bench.locustcost ... --protocols json --files linear,models --batch-size 3
         # both files on the same requests (linear's descriptor sample has 3 rows), then their ratio
 """
 from __future__ import annotations
@@ -30,11 +30,13 @@ from pathlib import Path
 
 import psutil
 
-from . import contract, loadgate, metrics, settings
+from .. import settings
+from ..models import linear
+from ..serving import loadgate, metrics
 
 PROTOCOLS = ("json", "binary", "grpc")
 # Locust files priced: name -> (file, its extra arguments). models: loadtests/models.py on linear's sample.
-FILES = {"linear": (loadgate.LOCUSTFILE, []), "models": (loadgate.MODELS_FILE, ["--model", contract.MODEL])}
+FILES = {"linear": (loadgate.LOCUSTFILE, []), "models": (loadgate.MODELS_FILE, ["--model", linear.MODEL])}
 WARMUP_S = 2.0
 # Locust's start (imports, torch, the request pool) before its first answer, on a busy 2-core box.
 START_LIMIT_S = 120.0
@@ -65,7 +67,7 @@ def tree_cpu_s(proc: psutil.Process) -> float:
 
 
 def _served(metrics_url: str) -> tuple[float, dict[str, float]]:
-    figures = metrics.scrape(metrics_url, contract.MODEL)
+    figures = metrics.scrape(metrics_url, linear.MODEL)
     return figures["nv_inference_request_success"], figures
 
 
@@ -141,7 +143,7 @@ def measure(http_url: str, grpc_url: str, metrics_url: str, protocol: str, users
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tritonops.locustcost", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tritonops.bench.locustcost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", required=True, help="server HTTP host:port")
     parser.add_argument("--grpc-url", required=True, help="server gRPC host:port")

@@ -5,7 +5,7 @@ Each variant gets its own real tritonserver: the shipped model repository, whole
 it (its load time is the one the issue's target is about), then the embed pipeline alone (tokenizer,
 encoder, embed; linear would only add its stub's load) in a copy whose tokenizer and encoder have no
 dynamic_batching: every request its own execute() and forward pass; everything else symlinked to the
-shipped files, so only that changes. perf_analyzer sends the fixed sentences (tritonops.embedding.SENTENCES, its --input-data), one
+shipped files, so only that changes. perf_analyzer sends the fixed sentences (tritonops.models.embedding.SENTENCES, its --input-data), one
 per request (-b 1), so its infer/s are sentences/s; the average batch is the encoder's, the batch the
 dynamic batcher formed. Load time: LocalServer.start(), from launching tritonserver until it is READY
 (every model loaded, embed last: it waits for its steps), repository validation (~0.2 s) included.
@@ -18,8 +18,10 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from . import embedding, perf_analyzer, settings
-from .server import LocalServer, free_port
+from .. import settings
+from ..models import embedding
+from ..serving.server import LocalServer, free_port
+from . import perf_analyzer
 
 LEVELS = (1, 4, 16)
 LOAD_TARGET_S = 20.0  # issue 12: the embed pipeline's load time on the 2-core box

@@ -223,10 +223,10 @@ def dump(document: dict) -> str:
 
 
 def _linear_reference(desc: Descriptor, sample: Sample, outputs: dict[str, np.ndarray]) -> str | None:
-    from . import contract
+    from . import linear
 
-    (x,) = [t.array() for t in sample.inputs if t.name == contract.INPUT]
-    return contract.check_output(x, outputs.get(contract.OUTPUT))
+    (x,) = [t.array() for t in sample.inputs if t.name == linear.INPUT]
+    return linear.check_output(x, outputs.get(linear.OUTPUT))
 
 
 def _embed_reference(desc: Descriptor, sample: Sample, outputs: dict[str, np.ndarray]) -> str | None:
@@ -234,7 +234,8 @@ def _embed_reference(desc: Descriptor, sample: Sample, outputs: dict[str, np.nda
     A repository holding only configs, descriptors and manifests (the deploy's copy of what a host serves,
     fetched without its 90 MB of weights) borrows the shipped repository's files when their pinned
     manifests (SHA256SUMS) are the same; otherwise it says which differ."""
-    from . import embedding, settings
+    from .. import settings
+    from . import embedding
 
     (texts,) = [t.data for t in sample.inputs if t.name == embedding.INPUT]
     texts = list(texts)

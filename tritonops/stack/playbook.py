@@ -9,7 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from . import models, settings
+from .. import settings
+from ..models import fetch
 
 ANSIBLE_DIR = settings.ROOT / "ansible"
 PLAYBOOKS = {"deploy": ANSIBLE_DIR / "site.yml", "rollback": ANSIBLE_DIR / "rollback.yml"}
@@ -57,7 +58,7 @@ def run(verb: str, argv: list[str] | None) -> int:
 
 
 def deploy(argv: list[str] | None = None) -> int:
-    if problem := models.ensure():  # the repo's model repository, as shipped by default
+    if problem := fetch.ensure():  # the repo's model repository, as shipped by default
         raise SystemExit(f"tritonops deploy: {problem}")
     return run("deploy", argv)
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import descriptor, settings, validate
+from .. import settings
+from . import descriptor, validate
 
 VARIABLE_DIM = 2  # the size a -1 dimension gets in the sample
 BATCH = 2  # rows of the sample when the model batches (max_batch_size > 0), at most max_batch_size

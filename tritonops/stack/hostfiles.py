@@ -1,7 +1,7 @@
 """Every file a host's stack runs from, rendered in one place: the compose env file and the gateway's
 HAProxy configuration, TLS PEM and API keys.
 
-`make up` (tritonops.compose) writes them for this machine. The Ansible triton role runs
+`make up` (tritonops.stack.compose) writes them for this machine. The Ansible triton role runs
 `tritonops host-files` on the controller for each host and copies what it writes into the release, so
 both paths give the same bytes for the same settings (tests/ansible/test_host_files.py). The values
 are versions.env's keys: a host changes them with `triton_compose_env` and the role's own variables,
@@ -15,7 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import gateway, gatewaycheck, images, settings
+from .. import settings
+from . import gateway, gatewaycheck, images
 
 ENV_FILE = "compose.env"
 # The gateway's files: their env keys (compose.yaml mounts each read-only) and names in the gateway folder.
@@ -42,7 +43,7 @@ class HostFiles:
     checks: list[dict] = field(default_factory=list)        # the gateway's health check requests
 
     def env_text(self) -> str:
-        return "# Written by tritonops.hostfiles from versions.env; do not edit.\n" + "".join(
+        return "# Written by tritonops.stack.hostfiles from versions.env; do not edit.\n" + "".join(
             f"{k}={v}\n" for k, v in sorted(self.env.items()))
 
     def write_gateway(self, gateway_dir: Path) -> None:
@@ -75,7 +76,7 @@ def derive(values: dict[str, str]) -> dict[str, str]:
     if not str(values["TRITON_EXIT_TIMEOUT_SECS"]).isdigit():
         raise HostFilesError(f"TRITON_EXIT_TIMEOUT_SECS={values['TRITON_EXIT_TIMEOUT_SECS']!r}: expected whole seconds")
     values.setdefault("TRITON_STOP_GRACE_PERIOD", f"{int(values['TRITON_EXIT_TIMEOUT_SECS']) + STOP_MARGIN_SECS}s")
-    # The images compose runs (compose.yaml, compose.gpu.yaml), named by tritonops.images' one builder.
+    # The images compose runs (compose.yaml, compose.gpu.yaml), named by tritonops.stack.images' one builder.
     values.setdefault("TRITON_IMAGE_CPU", images.image_ref(values, "cpu"))
     values.setdefault("TRITON_IMAGE_GPU", images.image_ref(values, "gpu"))
     values.setdefault("TRITON_GATEWAY_IMAGE", images.gateway_ref(values))

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import settings
+from .. import settings
 
 # Ground truth the data is drawn from: y = x @ TRUE_WEIGHT + TRUE_BIAS (+ small noise).
 TRUE_WEIGHT = (0.5, -1.25, 2.0)

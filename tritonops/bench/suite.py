@@ -8,9 +8,9 @@ perf_analyzer runs the target level once more through the gateway (this machine'
 gateway/haproxy.cfg.j2) to price it. Every perf_analyzer level also shows the average batch the
 server formed (its statistics API, read around the level) and how many perf_analyzer calls it
 took (--tries). Then, for linear: an open-loop sweep at fractions of its measured maximum
-(bench_sweep: p50/p99 per offered rate, where p99 crosses the local-cpu SLO) and the config's
-tuning knobs against alternatives (bench_knobs: queue delay, instance count). Last, the embed
-ensemble with and without dynamic batching, and its load time (bench_embed). linear is served from a
+(bench.openloop: p50/p99 per offered rate, where p99 crosses the local-cpu SLO) and the config's
+tuning knobs against alternatives (bench.tuning: queue delay, instance count). Last, the embed
+ensemble with and without dynamic batching, and its load time (bench.embed). linear is served from a
 repository holding only it (a symlink to the shipped model), as seed and identity are: the embed
 pipeline's stubs would load beside it for nothing. Then every other model of --repository with samples
 (its tritonops.json; none in the shipped repository) gets the same perf_analyzer levels, sending its
@@ -31,14 +31,17 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from . import (bench_embed, bench_knobs, bench_sweep, contract, descriptor, gateway, loadgate, locustcost, metrics,
-               perf_analyzer, plots, serverstats, settings)
-from .models import ensure as ensure_model_files
-from .server import LocalServer, ServerError, free_port
+from .. import settings
+from ..models import descriptor, linear
+from ..models.fetch import ensure as ensure_model_files
+from ..serving import loadgate, metrics
+from ..serving.server import LocalServer, ServerError, free_port
+from ..stack import gateway
+from . import embed, locustcost, openloop, perf_analyzer, plots, serverstats, tuning
 
 BENCH_MODELS = settings.ROOT / "loadtests" / "bench_models"
 REPORTS = settings.ROOT / "reports" / "bench"
-# name -> (repository, what it is): models with linear's contract; "embed" (bench_embed) is chosen with them
+# name -> (repository, what it is): models with linear's contract; "embed" (bench.embed) is chosen with them
 MODELS = {
     "linear": (settings.MODEL_REPOSITORY, "shipped model_repository/linear"),
     "seed": (BENCH_MODELS / "seed", "the seed's model.py and config (per-request loop, INFO logs, batch 4)"),
@@ -92,20 +95,20 @@ def _row(model: str, tool: str, p: perf_analyzer.Point, cpu_us: float) -> Row:
 def bench_model(name: str, repository: Path, concurrency: list[int], opts: perf_analyzer.Options, out: Path,
                 locust_duration: str | None, notes: list[str], target_c: int = TARGET_CONCURRENCY,
                 sweep_fractions: tuple[float, ...] = (), found: dict | None = None) -> list[Row]:
-    """found, when given, receives "sweep" (bench_sweep.Sweep) for linear when sweep_fractions is set."""
+    """found, when given, receives "sweep" (openloop.Sweep) for linear when sweep_fractions is set."""
     rows = []
     ports = {"http_port": free_port(), "grpc_port": free_port(), "metrics_port": free_port()}
     if Path(repository).resolve() == settings.MODEL_REPOSITORY.resolve():
         repository = linear_only(out / "repos" / "linear")
     with LocalServer(repository, host="127.0.0.1", log_path=out / f"{name}.server.log", **ports) as server:
         cpu = _children_cpu_s()
-        points, failed = perf_analyzer.against(server, contract.MODEL, out / f"{name}.perf_analyzer.csv", opts,
+        points, failed = perf_analyzer.against(server, linear.MODEL, out / f"{name}.perf_analyzer.csv", opts,
                                                concurrency=concurrency)
         for level, why in failed.items():
             print(f"bench: {name}: perf_analyzer gave no result at concurrency {level}: {why}", flush=True)
             notes.append(f"{name}, concurrency {level}: perf_analyzer gave no result ({why}); see perf_analyzer.log")
         # perf_analyzer runs warm-up and several windows: CPU per request is spread over what the server counted.
-        served = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"]
+        served = metrics.scrape(server.metrics_url, linear.MODEL)["nv_inference_request_success"]
         cpu_per_req = (_children_cpu_s() - cpu) / served * 1e6 if served else 0.0
         rows += [_row(name, "perf_analyzer", p, cpu_per_req) for p in points]
         if name == "linear":
@@ -115,14 +118,14 @@ def bench_model(name: str, repository: Path, concurrency: list[int], opts: perf_
             print(f"bench: {name}: open loop at {', '.join(f'{f:.0%}' for f in sweep_fractions)} of "
                   f"{max(p.throughput for p in points):,.0f} infer/s ...", flush=True)
             try:
-                found["sweep"] = bench_sweep.run(server, contract.MODEL, max(p.throughput for p in points), out,
+                found["sweep"] = openloop.run(server, linear.MODEL, max(p.throughput for p in points), out,
                                                  opts, fractions=sweep_fractions)
             except perf_analyzer.PerfAnalyzerError as exc:
                 print(f"bench: the open-loop sweep gave no result: {exc}", flush=True)
                 notes.append(f"open-loop sweep: no result ({exc})")
             for rate, why in (found["sweep"].failed.items() if "sweep" in found else ()):
                 notes.append(f"{name}, open loop at {rate} req/s: perf_analyzer gave no result ({why})")
-        if locust_duration:  # each protocol priced over a window after warm-up (tritonops.locustcost); 0 failures
+        if locust_duration:  # each protocol priced over a window after warm-up (tritonops.bench.locustcost); 0 failures
             for protocol in locustcost.PROTOCOLS:
                 cost = locustcost.measure(server.http_url, server.grpc_url, server.metrics_url, protocol, target_c,
                                           loadgate.run_seconds(locust_duration), out,
@@ -137,7 +140,7 @@ def linear_only(dest: Path) -> Path:
     """A repository at dest holding only the shipped linear model (a symlink to it)."""
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    (dest / contract.MODEL).symlink_to(settings.MODEL_REPOSITORY.resolve() / contract.MODEL)
+    (dest / linear.MODEL).symlink_to(settings.MODEL_REPOSITORY.resolve() / linear.MODEL)
     return dest
 
 
@@ -167,7 +170,8 @@ def descriptor_rows(repository: Path, levels: list[int], opts: perf_analyzer.Opt
                     ) -> list[Row]:
     """A perf_analyzer row per level for every model of repository with samples (its tritonops.json) that has no
     bench of its own (DEDICATED), sending its first sample (descriptor_input_data). One server for them all."""
-    from . import smoke, validate
+    from ..models import validate
+    from ..serving import smoke
 
     try:
         descs = [d for d in smoke.descriptors_of(repository) if d.model not in DEDICATED]
@@ -202,11 +206,11 @@ def descriptor_rows(repository: Path, levels: list[int], opts: perf_analyzer.Opt
 
 
 def embed_rows(levels: list[int], opts: perf_analyzer.Options, out: Path, notes: list[str]
-               ) -> tuple[list[Row], dict[str, bench_embed.Measured]]:
-    """bench_embed's two variants as rows (their load times in the second value); a variant that could
+               ) -> tuple[list[Row], dict[str, embed.Measured]]:
+    """bench.embed's two variants as rows (their load times in the second value); a variant that could
     not be measured is a note, not the end of the bench."""
     try:
-        found = bench_embed.run(levels, opts, out)
+        found = embed.run(levels, opts, out)
     except (ServerError, perf_analyzer.PerfAnalyzerError) as exc:
         print(f"bench: embed was not measured: {exc}", flush=True)
         notes.append(f"embed: not measured ({exc})")
@@ -228,12 +232,12 @@ def through_gateway(server: LocalServer, level: int, opts: perf_analyzer.Options
         backend = gateway.Backend("linear", "127.0.0.1", server.ports["http"], server.ports["grpc"], server.ports["metrics"])
         ports = {k: free_port() for k in ("http", "grpc", "metrics", "stats")}
         with gateway.LocalGateway([backend], out / "gateway", ports, repository=server.repository) as gw:
-            served, cpu = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"], _children_cpu_s()
-            points, failed = perf_analyzer.against(server, contract.MODEL, out / "linear.gateway.perf_analyzer.csv",
+            served, cpu = metrics.scrape(server.metrics_url, linear.MODEL)["nv_inference_request_success"], _children_cpu_s()
+            points, failed = perf_analyzer.against(server, linear.MODEL, out / "linear.gateway.perf_analyzer.csv",
                                                    opts, concurrency=[level], url=gw.http_url, expected_rate=direct)
             # perf_analyzer's own CPU, as for the direct rows (haproxy is not reaped yet, so not counted)
             cpu = _children_cpu_s() - cpu
-            served = metrics.scrape(server.metrics_url, contract.MODEL)["nv_inference_request_success"] - served
+            served = metrics.scrape(server.metrics_url, linear.MODEL)["nv_inference_request_success"] - served
     except (gateway.GatewayError, perf_analyzer.PerfAnalyzerError) as exc:
         print(f"bench: the gateway was not measured: {exc}", flush=True)
         notes.append(f"linear through the gateway: not measured ({exc})")
@@ -289,7 +293,7 @@ def markdown(rows: list[Row], checks, header: str) -> str:
 
 def plot(rows: list[Row], path: Path, title: str) -> None:
     fig, (left, right) = plots.figure(1, 2, figsize=(11, 4.2))
-    known = (*MODELS, bench_embed.SHIPPED, bench_embed.UNBATCHED)  # embed's infer/s are sentences/s
+    known = (*MODELS, embed.SHIPPED, embed.UNBATCHED)  # embed's infer/s are sentences/s
     others = sorted({r.model for r in rows if r.tool == "perf_analyzer"} - set(known))  # descriptor_rows
     for model in (*known, *others):
         pts = sorted((r for r in rows if r.model == model and r.tool == "perf_analyzer"), key=lambda r: r.concurrency)
@@ -313,13 +317,13 @@ def plot(rows: list[Row], path: Path, title: str) -> None:
 
 def knob_lines(target_c: int, out: Path, opts: perf_analyzer.Options, notes: list[str], alt_delay_us: int | None,
                alt_instances: int | None, expected_rate: float = 0.0) -> tuple[list[Row], list[str]]:
-    """The config's tuning knobs, shipped then alternative back to back at target_c, one line each (bench_knobs).
+    """The config's tuning knobs, shipped then alternative back to back at target_c, one line each (bench.tuning).
     expected_rate: linear's throughput at target_c (infer/s, 0 if unknown), which sizes the windows."""
     extra, lines = [], []
-    for knob in bench_knobs.knobs(alt_delay_us, alt_instances):
+    for knob in tuning.knobs(alt_delay_us, alt_instances):
         print(f"bench: linear, {knob.name} {knob.shipped} then {knob.alternative} (knob check) ...", flush=True)
         try:
-            results = bench_knobs.measure(knob, target_c, out, opts, expected_rate=expected_rate)
+            results = tuning.measure(knob, target_c, out, opts, expected_rate=expected_rate)
         except perf_analyzer.PerfAnalyzerError as exc:
             results = {w: ([], {target_c: str(exc)}) for w in ("shipped", "alternative")}
         measured = {}
@@ -330,7 +334,7 @@ def knob_lines(target_c: int, out: Path, opts: perf_analyzer.Options, notes: lis
                 notes.append(f"{label}, concurrency {lv}: perf_analyzer gave no result ({why})")
             extra += [_row(label, "perf_analyzer", p, 0.0) for p in points]
             measured[which] = extra[-1] if points else None
-        lines.append(bench_knobs.line(knob, measured["shipped"], measured["alternative"], target_c))
+        lines.append(tuning.line(knob, measured["shipped"], measured["alternative"], target_c))
     return extra, lines
 
 
@@ -346,10 +350,10 @@ def tries_line(rows: list[Row], sweep, notes: list[str] = ()) -> str:
 
 def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: str | None, out: Path,
         models: list[str], target_c: int = TARGET_CONCURRENCY,
-        sweep_fractions: tuple[float, ...] = bench_sweep.FRACTIONS,
-        alt_delay_us: int | None = bench_knobs.ALT_QUEUE_DELAY_US,
-        alt_instances: int | None = bench_knobs.ALT_INSTANCES,
-        embed_levels: list[int] = list(bench_embed.LEVELS),
+        sweep_fractions: tuple[float, ...] = openloop.FRACTIONS,
+        alt_delay_us: int | None = tuning.ALT_QUEUE_DELAY_US,
+        alt_instances: int | None = tuning.ALT_INSTANCES,
+        embed_levels: list[int] = list(embed.LEVELS),
         repository: Path = settings.MODEL_REPOSITORY) -> tuple[str, list[tuple[str, str, str, bool]]]:
     out.mkdir(parents=True, exist_ok=True)
     opts = replace(opts, log_path=out / "perf_analyzer.log")
@@ -371,14 +375,14 @@ def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: st
         extra, knobs = knob_lines(target_c, out, opts, notes, alt_delay_us, alt_instances,
                                   direct.throughput if direct else 0.0)
         rows += extra
-    embedded: dict[str, bench_embed.Measured] = {}
+    embedded: dict[str, embed.Measured] = {}
     if "embed" in models:
         extra, embedded = embed_rows(embed_levels, opts, out, notes)
         rows += extra
     rows += descriptor_rows(repository, concurrency, opts, out, notes)  # models without a bench of their own
     sweep = found.get("sweep")
     load_after = os.getloadavg()
-    checks = targets(rows, target_c) + bench_embed.targets(embedded)
+    checks = targets(rows, target_c) + embed.targets(embedded)
     header = (f"Benchmark {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, {machine()}. "
               f"perf_analyzer {settings.get('CPU_TRITON_VERSION')} over HTTP (binary tensors, batch 1, "
               f"count windows of ~{opts.measurement_ms} ms, stable within {opts.stability_pct:g}%); "
@@ -389,17 +393,17 @@ def run(concurrency: list[int], opts: perf_analyzer.Options, locust_duration: st
               f"{load_before[0]:.1f} before, {load_after[0]:.1f} after; run took {time.time() - started:.0f} s.")
     text = markdown(rows, checks, header)
     if embedded:
-        text += "\n" + bench_embed.summary(embedded, target_c)
+        text += "\n" + embed.summary(embedded, target_c)
     if knobs:
         text += "\nTuning knobs in model_repository/linear/config.pbtxt, measured in this run:\n\n" + "".join(
             f"- {k}\n" for k in knobs)
     if sweep:
-        text += "\n" + bench_sweep.markdown(sweep)
+        text += "\n" + openloop.markdown(sweep)
     text += "\n" + tries_line(rows, sweep, notes) + "\n"
     text += "".join(f"\n- {n}" for n in notes) + ("\n" if notes else "")
     (out / "bench.md").write_text(text)
     if sweep and sweep.points:
-        bench_sweep.plot(sweep, out / "bench-sweep.png", f"{contract.MODEL}: latency against offered load, "
+        openloop.plot(sweep, out / "bench-sweep.png", f"{linear.MODEL}: latency against offered load, "
                                                           f"{time.strftime('%Y-%m-%d', time.gmtime(started))}")
     plot(rows, out / "bench.png", f"Triton {settings.get('CPU_TRITON_VERSION')} Python backend on "
                                   f"{os.cpu_count()} CPU cores, {time.strftime('%Y-%m-%d', time.gmtime(started))}")
@@ -414,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="what a perf_analyzer window should last (ms): it holds that long's worth of requests")
     parser.add_argument("--locust-duration", default="30s", help="Locust run at concurrency 16 on linear; 0 skips it")
     parser.add_argument("--models", default=",".join([*MODELS, "embed"]), help=f"subset of {','.join([*MODELS, 'embed'])}")
-    parser.add_argument("--embed-concurrency", default=",".join(map(str, bench_embed.LEVELS)),
+    parser.add_argument("--embed-concurrency", default=",".join(map(str, embed.LEVELS)),
                         help="perf_analyzer levels for embed, with and without dynamic batching")
     parser.add_argument("--target-concurrency", type=int, default=TARGET_CONCURRENCY,
                         help="level the target ratios compare at, and Locust's user count")
@@ -423,11 +427,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tries", type=int, default=DEFAULTS.tries, help="perf_analyzer calls per level before it is failed")
     parser.add_argument("--sync", action="store_true",
                         help="closed loop with perf_analyzer's synchronous client, not --async (2.51's hangs at c=64 here)")
-    parser.add_argument("--sweep-fractions", default=",".join(f"{f:g}" for f in bench_sweep.FRACTIONS),
+    parser.add_argument("--sweep-fractions", default=",".join(f"{f:g}" for f in openloop.FRACTIONS),
                         help="open-loop request rates, as fractions of linear's measured maximum; empty skips it")
-    parser.add_argument("--knob-queue-delay-us", default=str(bench_knobs.ALT_QUEUE_DELAY_US),
+    parser.add_argument("--knob-queue-delay-us", default=str(tuning.ALT_QUEUE_DELAY_US),
                         help="queue delay (us) to compare the shipped one with, at the target concurrency; empty skips")
-    parser.add_argument("--knob-instances", default=str(bench_knobs.ALT_INSTANCES),
+    parser.add_argument("--knob-instances", default=str(tuning.ALT_INSTANCES),
                         help="instance count to compare the shipped one with, at the target concurrency; empty skips")
     parser.add_argument("--repository", type=Path, default=settings.MODEL_REPOSITORY,
                         help="its models with samples other than linear and embed get perf_analyzer rows at "

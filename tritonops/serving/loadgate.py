@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from . import settings
+from .. import settings
 
 LOCUSTFILE = settings.ROOT / "loadtests" / "linear.py"
 # model -> (its Locust file, its user classes (the first is the default), its default thresholds table)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from . import settings
+from .. import settings
 
 # Per-model counters Triton exports (durations are cumulative microseconds over all requests).
 COUNTERS = (

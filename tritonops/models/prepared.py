@@ -1,5 +1,5 @@
 """Requests built once from a descriptor's sample, and cheap checks of their answers (loadtests/models.py's
-request path: no tritonclient, no numpy per answer). The rules are tritonops.descriptor.compare's: every
+request path: no tritonclient, no numpy per answer). The rules are tritonops.models.descriptor.compare's: every
 expected output present with its shape and datatype, numbers within |got - want| <= atol + rtol * |want|
 (np.isclose's rule; NaN fails), BYTES equal; in the binary form, identical bytes pass at once."""
 from __future__ import annotations

@@ -26,7 +26,8 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
-from . import models, settings
+from .. import settings
+from ..models import fetch
 
 IMAGES = settings.ROOT / "images"
 WHEELS = IMAGES / "wheels"
@@ -62,8 +63,8 @@ class Flavour:
 
 
 # The one place image references are built: Flavour.image, the env file compose reads
-# (tritonops.compose: TRITON_IMAGE_CPU, TRITON_IMAGE_GPU, TRITON_GATEWAY_IMAGE) and Ansible's group_vars
-# (`python -m tritonops.images refs`) all come from these two.
+# (tritonops.stack.compose: TRITON_IMAGE_CPU, TRITON_IMAGE_GPU, TRITON_GATEWAY_IMAGE) and Ansible's group_vars
+# (`python -m tritonops.stack.images refs`) all come from these two.
 def image_ref(values: dict[str, str], flavour: str) -> str:
     """<IMAGE_REPO>:<NGC_TAG>-gpu or <IMAGE_REPO>:<CPU_NGC_TAG>-cpu, from versions.env-shaped values."""
     return f"{values['IMAGE_REPO']}:{values['NGC_TAG' if flavour == 'gpu' else 'CPU_NGC_TAG']}-{flavour}"
@@ -414,7 +415,7 @@ def build_gateway() -> str:
 
 def build_baked(flavour: Flavour, repository: Path = settings.MODEL_REPOSITORY) -> str:
     """The project image plus the (validated) model repository at /models: <image>-baked."""
-    from . import validate
+    from ..models import validate
 
     problems = validate.validate_repository(repository)
     if problems:
@@ -510,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.what == "wheels":
             download_wheels(flavour)
         elif args.what == "image":
-            if args.bake and (problem := models.ensure()):
+            if args.bake and (problem := fetch.ensure()):
                 raise BuildError(problem)
             build_baked(flavour) if args.bake else build_image(flavour)
             build_gateway()

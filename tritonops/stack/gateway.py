@@ -1,6 +1,6 @@
 """The gateway: HAProxy in front of Triton, from the one template gateway/haproxy.cfg.j2.
 
-A host's copy is rendered by tritonops.hostfiles (for `make up` and, on the controller, for the
+A host's copy is rendered by tritonops.stack.hostfiles (for `make up` and, on the controller, for the
 Ansible triton role); the benchmark and the tests render their own here. `LocalGateway` runs this machine's haproxy binary (Debian's
 package) in front of local tritonservers, the way `LocalServer` runs the wheel's Triton.
 """
@@ -22,8 +22,9 @@ from pathlib import Path
 
 import jinja2
 
-from . import gatewaycheck, settings
-from .server import LoopbackUrls
+from .. import settings
+from ..serving.server import LoopbackUrls
+from . import gatewaycheck
 
 HOME = settings.ROOT / "gateway"
 TEMPLATE = HOME / "haproxy.cfg.j2"
@@ -62,7 +63,7 @@ def variables(backends: list[Backend], *, bind: str = "0.0.0.0", ports: dict[str
     """The template's gateway_* variables (Ansible's role passes the same names). unlimited_sources:
     addresses exempt from the per-source limits (a fleet's gateways). repository: the model repository
     the backends serve (versions.env MODEL_REPOSITORY by default), whose descriptors give the health
-    check (tritonops.gatewaycheck), unless checks gives its requests."""
+    check (tritonops.stack.gatewaycheck), unless checks gives its requests."""
     v = values or settings.versions()
     try:
         if checks is None:

@@ -5,7 +5,7 @@ Every config.pbtxt is parsed with protobuf text_format into Triton's own ModelCo
 problems are reported at once, each naming the file and the field. Files git does not carry (a
 version directory's SHA256SUMS lists them: `make models` puts them there) must be present and hash
 to what the manifest says. Ensembles are checked against the models of the same repository. Every
-model has a descriptor (tritonops.json, tritonops/descriptor.py) whose samples match its config.pbtxt,
+model has a descriptor (tritonops.json, tritonops/models/descriptor.py) whose samples match its config.pbtxt,
 or is marked as a step reached only through an ensemble of the repository.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from . import descriptor as descriptors
-from . import models as model_files
+from . import fetch as model_files
 
 # File Triton loads from a version directory when default_model_filename is not set.
 DEFAULT_MODEL_FILE = {
@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tritonops validate", description=__doc__)
     parser.add_argument("repository", nargs="?", type=Path, default=None, help="model repository (default: the repo's)")
     args = parser.parse_args(argv)
-    from . import settings
+    from .. import settings
 
     repo = args.repository or settings.MODEL_REPOSITORY
     problems = validate_repository(repo)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import settings
+from .. import settings
 
 MODEL = "embed"
 VERSION = "1"
