@@ -200,12 +200,12 @@ def test_ports_and_the_model_name_changed_in_versions_env_move_make_compose_and_
 
 
 def test_the_gateway_files_inside_path_has_one_value_and_checked_copies():
-    """Where the gateway's files sit in its container: tritonops.hostfiles.GATEWAY_INSIDE (the config names
+    """Where the gateway's files sit in its container: tritonops.stack.hostfiles.GATEWAY_INSIDE (the config names
     them there); compose.yaml mounts each file there and the role's haproxy -c mounts them there too."""
     service = yaml.safe_load((settings.ROOT / "compose" / "compose.yaml").read_text())["services"]["gateway"]
     mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in service["volumes"] if volume.startswith("${GATEWAY_")}
     assert mounts == {f"${{{key}}}": f"{hostfiles.GATEWAY_INSIDE}/{name}" for key, name in hostfiles.GATEWAY_FILES.items()}, \
-        f"compose/compose.yaml's gateway volumes differ from tritonops/hostfiles.py's GATEWAY_INSIDE/GATEWAY_FILES: {mounts}"
+        f"compose/compose.yaml's gateway volumes differ from tritonops/stack/hostfiles.py's GATEWAY_INSIDE/GATEWAY_FILES: {mounts}"
     role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     assert role_vars["triton_gateway_inside"] == hostfiles.GATEWAY_INSIDE, \
-        "ansible/roles/triton/vars/main.yml triton_gateway_inside differs from tritonops/hostfiles.py GATEWAY_INSIDE"
+        "ansible/roles/triton/vars/main.yml triton_gateway_inside differs from tritonops/stack/hostfiles.py GATEWAY_INSIDE"
