@@ -1,6 +1,7 @@
 """Run the repo's ansible-playbook (from ansible/, with its ansible.cfg) and read its PLAY RECAP."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -41,6 +42,24 @@ def ansible_playbook(*args: str, log: Path | None = None, timeout: float = 1800)
         proc = subprocess.run([str(VENV_BIN / "ansible-playbook"), *args], cwd=ANSIBLE_DIR, env=env, text=True,
                               stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, timeout=timeout)
     return PlayResult(proc.returncode, log.read_text())
+
+
+def triton_tasks_on_localhost(tmp_path: Path, name: str, tasks: list[dict], variables: dict,
+                              repo_root: Path = settings.ROOT) -> PlayResult:
+    """Run tasks (the triton role's own task files, through include_role) on this machine with the repo's
+    group_vars, as the controller step of a deploy runs them; the play and its log are named `name`."""
+    playbook = tmp_path / f"{name}.yml"
+    playbook.write_text(json.dumps([{
+        "name": f"{name} with the triton role", "hosts": "localhost", "connection": "local", "gather_facts": False,
+        "vars_files": [str(ANSIBLE_DIR / "group_vars" / "all.yml")], "tasks": tasks}]))
+    variables = {"tritonops_repo_root": str(repo_root), "ansible_python_interpreter": sys.executable, **variables}
+    return ansible_playbook("-i", "localhost,", str(playbook), "-e", json.dumps(variables),
+                            log=LOGS / f"{name}-{tmp_path.name}.log", timeout=300)
+
+
+def role_tasks(tasks_from: str) -> dict:
+    """An include_role task for one of the triton role's task files."""
+    return {"name": f"The role's {tasks_from}", "ansible.builtin.include_role": {"name": "triton", "tasks_from": tasks_from}}
 
 
 def ansible_playbook_killed_at(banner: str, *args: str, log: Path, timeout: float = 900) -> PlayResult:

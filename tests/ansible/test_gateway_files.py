@@ -6,9 +6,7 @@ without an engine). The role's `validate` needs a Docker engine with the gateway
 (the files are owned by root)."""
 from __future__ import annotations
 
-import json
 import stat
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from tritonops.stack import compose, images
 
 from certs import self_signed
 from ci_policy import skip_or_fail
-from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
+from playbook_runner import role_tasks, triton_tasks_on_localhost
 
 pytestmark = [pytest.mark.docker, pytest.mark.root]
 FILES = ("haproxy.cfg", "tls.pem", "api-keys")
@@ -35,21 +33,11 @@ def needs_root_and_the_gateway_image():
 
 
 def role_files(tmp_path: Path, extra: dict) -> Path:
-    """Run only the role's gateway tasks on this machine; returns <release>/gateway."""
-    playbook = tmp_path / "gateway.yml"
-    playbook.write_text(json.dumps([{
-        "name": "Write the gateway's files with the triton role", "hosts": "localhost", "connection": "local",
-        "gather_facts": False, "vars_files": [str(ANSIBLE_DIR / "group_vars" / "all.yml")],
-        "tasks": [{"name": "The role's controller step",
-                   "ansible.builtin.include_role": {"name": "triton", "tasks_from": "host-files.yml"}},
-                  {"name": "The role's gateway tasks",
-                   "ansible.builtin.include_role": {"name": "triton", "tasks_from": "gateway.yml"}}]}]))
+    """Run only the role's host files and gateway tasks on this machine; returns <release>/gateway."""
     release = tmp_path / "release"
     release.mkdir()
-    variables = {"tritonops_repo_root": str(settings.ROOT), "triton_release_dir": str(release),
-                 "ansible_python_interpreter": sys.executable, **extra}
-    result = ansible_playbook("-i", "localhost,", str(playbook), "-e", json.dumps(variables),
-                              log=LOGS / f"gateway-files-{tmp_path.name}.log", timeout=300)
+    result = triton_tasks_on_localhost(tmp_path, "gateway-files", [role_tasks("host-files.yml"), role_tasks("gateway.yml")],
+                                       {"triton_release_dir": str(release), **extra})
     assert result.rc == 0, result.output[-4000:]
     return release / "gateway"
 

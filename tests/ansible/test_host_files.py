@@ -7,7 +7,6 @@ as `make up`'s. A port changed in versions.env alone moves Make, `make up`'s env
 together (issue 13)."""
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -22,7 +21,7 @@ from tritonops import settings
 from tritonops.stack import compose, gateway, hostfiles, images
 
 from certs import self_signed
-from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
+from playbook_runner import ANSIBLE_DIR, role_tasks, triton_tasks_on_localhost
 from repos import BYOM_MODEL, build_byom_repository
 
 ROLE = ANSIBLE_DIR / "roles" / "triton"
@@ -38,19 +37,12 @@ def role_play(tmp_path: Path, variables: dict, repo_root: Path = settings.ROOT):
     """Run the role's host-files.yml on this machine (its controller step, as a deploy runs it) and copy
     what it rendered to tmp_path/role."""
     out = tmp_path / "role"
-    playbook = tmp_path / "host-files.yml"
-    playbook.write_text(json.dumps([{
-        "name": "Render a host's files with the triton role", "hosts": "localhost", "connection": "local",
-        "gather_facts": False, "vars_files": [str(ANSIBLE_DIR / "group_vars" / "all.yml")],
-        "tasks": [{"name": "The role's controller step",
-                   "ansible.builtin.include_role": {"name": "triton", "tasks_from": "host-files.yml"}},
-                  {"name": "Keep what it rendered", "ansible.builtin.copy": {
-                      "src": "{{ triton_host_files }}/", "dest": f"{out}/", "mode": "preserve"}},
-                  {"name": "Remove its private folder", "ansible.builtin.file": {
-                      "path": "{{ triton_host_files_tmp.path }}", "state": "absent"}}]}]))
-    result = ansible_playbook("-i", "localhost,", str(playbook), "-e", json.dumps(
-        {"tritonops_repo_root": str(repo_root), "ansible_python_interpreter": sys.executable, **variables}),
-        log=LOGS / f"host-files-{tmp_path.name}.log", timeout=300)
+    result = triton_tasks_on_localhost(tmp_path, "host-files", [
+        role_tasks("host-files.yml"),
+        {"name": "Keep what it rendered", "ansible.builtin.copy": {
+            "src": "{{ triton_host_files }}/", "dest": f"{out}/", "mode": "preserve"}},
+        {"name": "Remove its private folder", "ansible.builtin.file": {
+            "path": "{{ triton_host_files_tmp.path }}", "state": "absent"}}], variables, repo_root)
     return result, out
 
 
