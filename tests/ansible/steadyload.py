@@ -1,14 +1,17 @@
 """A steady stream of checked inferences (one client, back to back) for the length of a `with` block:
-how many requests a deploy or a fault cost, and the longest stretch without a correct answer."""
+how many requests a deploy or a fault cost, and the longest stretch without a correct answer. The requests
+are the samples of every model of a repository's descriptors (tritonops.json), each answer checked against
+the descriptor, so any repository the drill deployed can be the load."""
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
+from pathlib import Path
 
-from tritonops.models import linear
+from tritonops.models import descriptor
+from tritonops.serving import smoke
 
 
 @dataclass
@@ -25,33 +28,39 @@ class LoadFigures:
 
 
 class SteadyLoad:
-    """HTTP inferences of random batches to `url` (host:port), every answer checked against the torch reference."""
+    """HTTP inferences to `url` (host:port), the samples of repository's models in turn, every answer checked."""
 
-    def __init__(self, url: str, timeout_s: float = 10):
+    def __init__(self, url: str, repository: Path, timeout_s: float = 10):
         self.url, self.timeout_s = url, timeout_s
+        self.requests = [(d, s) for d in smoke.descriptors_of(repository) for s in d.samples]
         self.figures = LoadFigures()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _one(self, client, x: np.ndarray) -> str | None:
+    def _one(self, client, desc: descriptor.Descriptor, sample: descriptor.Sample) -> str | None:
+        import tritonclient.http as httpclient
+
         try:
-            inputs, outputs = linear.http_inputs(x)
-            y = client.infer(linear.MODEL, inputs, model_version=linear.VERSION, outputs=outputs).as_numpy(linear.OUTPUT)
-            return linear.check_output(x, y)
+            inputs = []
+            for t in sample.inputs:
+                inputs.append(httpclient.InferInput(t.name, list(t.shape), t.datatype))
+                inputs[-1].set_data_from_numpy(t.array(), binary_data=True)
+            result = client.infer(desc.model, inputs)
+            names = [out["name"] for out in result.get_response()["outputs"]]
+            return descriptor.check(desc, sample, {name: result.as_numpy(name) for name in names})
         except Exception as exc:  # noqa: BLE001 - any failure is a lost request
             return f"{type(exc).__name__}: {exc}"[:200]
 
     def _run(self) -> None:
         import tritonclient.http as httpclient
 
-        rng = np.random.default_rng(7)
         outage_started = None
         f = self.figures
         while not self._stop.is_set():
             with httpclient.InferenceServerClient(self.url, connection_timeout=self.timeout_s,
                                                   network_timeout=self.timeout_s) as client:
                 while not self._stop.is_set():
-                    problem = self._one(client, linear.random_batch(int(rng.integers(1, 4)), rng))
+                    problem = self._one(client, *self.requests[f.sent % len(self.requests)])
                     f.sent += 1
                     now = time.monotonic()
                     if problem is None:

@@ -4,9 +4,11 @@ The CPU image and the gateway's travel as `docker save` tarballs (the air-gapped
 roles take their skip path (no NVIDIA device in the guest); Docker, the gateway and Triton are
 installed and run for real. Then: the seed request and the embed model's sentences are answered through
 the guest's address (the gateway's published ports), the release carries the MiniLM files `make models`
-extracted (listed in its SHA256SUMS, which its id hashes). The drills then start from a release of the
-linear model only (they test release mechanics, not models; shipping and loading embed slowed each of
-their plays): a deploy onto a full /opt/tritonops stops with the figures, and the crash
+extracted (listed in its SHA256SUMS, which its id hashes). The drills then start from a release of a
+repository holding only a user's model, one no project file mentions (tests/repos.py's tally_kit: INT32 and
+BYTES in; no linear, no embed): it deploys, passes the role's readiness and smoke, and serves every drill
+(they test release mechanics, not models; shipping and loading embed slowed each of their plays): a
+deploy onto a full /opt/tritonops stops with the figures, and the crash
 drills: a deploy SIGKILLed at the two points where the links and the running container disagree, each
 followed by the next deploy (under a steady client: it swaps nothing, so nothing is lost) and a
 rollback to the old release and its old image; testinfra's host checks pass after that rollback, pruning
@@ -32,12 +34,13 @@ import pytest
 import yaml
 
 from tritonops import settings
-from tritonops.models import embedding, fetch, linear
+from tritonops.models import embedding, fetch
 from tritonops.serving import smoke
 import embedclient
 import testhost as th
 
-from deployhelpers import copy_repository_from, folded, image_tarballs, linear_only_snapshot
+from deployhelpers import copy_repository_from, folded, image_tarballs
+from repos import BYOM_MODEL, build_byom_repository
 from playbook_runner import LOGS, PlayResult, ansible_playbook, ansible_playbook_killed_at
 import portprobe
 from steadyload import SteadyLoad
@@ -50,10 +53,10 @@ HTTP, GRPC = settings.port("http"), settings.port("grpc")
 FIREWALLED = [(address, port) for address in (th.GUEST_ADDR, th.GUEST_ADDR6)
               for port in (HTTP, GRPC, settings.port("metrics"))]
 # Drill bounds from measurements on this 2-core box (docs/failure-modes.md), ~2-3x the worst seen.
-# Seed answered after the controller's SIGKILL: the new container, recreated without waiting, loads the
-# drills' linear-only release first: 10.4 and 6.1 s beside other suites (load 6-8), 2026-12-07 (31.1 and
-# 30.1 s when the drills shipped embed too). 45 s: above the 20-28 s a linear container took to answer
-# at load 10-14 (docs/failure-modes.md, the crashed container).
+# Answered after the controller's SIGKILL: the new container, recreated without waiting, loads the
+# drills' one-model release first: 10.4 and 6.1 s beside other suites (load 6-8) with linear, 2026-12-07
+# (31.1 and 30.1 s when the drills shipped embed too). 45 s: above the 20-28 s a linear container took to
+# answer at load 10-14 (docs/failure-modes.md, the crashed container); the user's model imports no torch.
 CRASH_ANSWERED_S = 45.0
 # The next deploy under a steady client: it finds the new container running and swaps nothing
 # (0 failed, no outage, at both points); a container swap would lose its load time (13-30 s).
@@ -69,11 +72,11 @@ def guest(tmp_path_factory):
     # Snapshots: every play ships the same repository even if the working tree changes meanwhile.
     work = tmp_path_factory.mktemp("deployed")
     whole = copy_repository_from(settings.MODEL_REPOSITORY, work / "model_repository")
-    linear = linear_only_snapshot(work / "linear_only" / "model_repository")
+    user = build_byom_repository(work)
     with th.TestHost() as host:
         host.image_tarballs = tarballs
         host.whole_repository = whole  # the first deploy's, as `make deploy` ships it: embed and its MiniLM files
-        host.model_repository = linear  # the drills' (release mechanics, not models): what plays ship by default
+        host.model_repository = user  # the drills' (release mechanics, not models): what plays ship by default
         yield host
     print(f"\ntest host lifetime (boot to teardown): {time.monotonic() - started:.0f} s")
 
@@ -118,7 +121,7 @@ def running(host: th.TestHost) -> tuple[str, str]:
 
 
 def answers(host: th.TestHost, address: str = th.GUEST_ADDR) -> None:
-    """Every model of the drills' repository (host.model_repository: linear) answers its samples through
+    """Every model of the drills' repository (host.model_repository: the user's) answers its samples through
     the gateway's published ports at address (an IPv6 one in brackets)."""
     smoke.run(f"{address}:{HTTP}", f"{address}:{GRPC}", repository=host.model_repository)
 
@@ -147,13 +150,18 @@ def first_release(guest):
 
 @pytest.fixture(scope="module")
 def deployed(first_release):
-    """The drills' starting point: a release of the linear model only (guest.model_repository) deployed over
-    the first. The drills are about release mechanics (links, images, disk, firewall, reboot), which do not
-    depend on the models; each of their plays then ships ~1 MB instead of embed's ~90 MB of MiniLM files,
-    and each container start loads one model instead of four (embed's pipeline: ~20 s more per start here)."""
-    second = play(first_release, "--tags", "triton", log="2-linear-only")  # as the drills deploy
+    """The drills' starting point: a release of a user's repository (guest.model_repository: tally_kit only,
+    no linear) deployed over the first, with nothing outside that repository changed: the role's readiness,
+    its gateway check and its smoke take the model from its descriptor (issue 25). The drills are about
+    release mechanics (links, images, disk, firewall, reboot), which do not depend on the models; each of
+    their plays then ships a few KB instead of embed's ~90 MB of MiniLM files, and each container start
+    loads one numpy model instead of four (embed's pipeline: ~20 s more per start here)."""
+    second = play(first_release, "--tags", "triton", log="2-user-model")  # as the drills deploy
     assert second.rc == 0, second.output[-6000:]
     assert running(first_release)[0] == release_of(first_release)
+    answers(first_release)  # the user's model through the gateway: HTTP JSON, HTTP binary, gRPC
+    with pytest.raises(smoke.SmokeFailure, match="model linear not ready"):  # and nothing else
+        smoke.run(f"{th.GUEST_ADDR}:{HTTP}", f"{th.GUEST_ADDR}:{GRPC}", models=["linear"])
     return first_release
 
 
@@ -225,7 +233,7 @@ def test_full_disk_stops_the_deploy_and_the_old_release_keeps_serving(deployed, 
     the old release answers throughout; with the room back, the same deploy goes through."""
     before = release_of(deployed)
     repo = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
-    config = repo / linear.MODEL / "config.pbtxt"
+    config = repo / BYOM_MODEL / "config.pbtxt"
     config.write_text(config.read_text() + "# release deployed onto a full disk\n")
     args = ("--tags", "triton", "-e", f"triton_model_repository={repo}")
     with full_filesystem(deployed, tmp_path):
@@ -269,7 +277,7 @@ def test_killed_deploy_serves_converges_and_rolls_back(deployed, tmp_path, point
     before, old_id = running(deployed)
     assert release_of(deployed) == before
     repo = copy_repository_from(deployed.model_repository, tmp_path / "model_repository")
-    config = repo / linear.MODEL / "config.pbtxt"
+    config = repo / BYOM_MODEL / "config.pbtxt"
     config.write_text(config.read_text() + f"# release interrupted at {point}\n")
     args = ("--tags", "triton", "-e", f"triton_model_repository={repo}")
     try:
@@ -282,7 +290,7 @@ def test_killed_deploy_serves_converges_and_rolls_back(deployed, tmp_path, point
         answered = time.monotonic() - killed
         serving_after_kill = running(deployed)[0]
 
-        with SteadyLoad(f"{th.GUEST_ADDR}:{HTTP}") as load:
+        with SteadyLoad(f"{th.GUEST_ADDR}:{HTTP}", deployed.model_repository) as load:
             again = play(deployed, *args, log=f"7-{point}-converge")
             time.sleep(2)  # answers after the play: the new release serves
         assert again.rc == 0, again.output[-6000:]
@@ -328,12 +336,11 @@ def test_prune_keeps_exactly_the_images_kept_releases_run(deployed):
 
 
 def test_failed_rollback_leaves_the_host_as_it_was(deployed):
-    """`make rollback` to a release that no longer starts (its model now raises in initialize(), edited
+    """`make rollback` to a release that no longer starts (its model.py now raises on import, edited
     on the host) fails, says so, and leaves the host as it was: the same release serves, the links unchanged."""
     current, previous = release_of(deployed), release_of(deployed, "previous")
-    model_py = f"{previous}/model_repository/{linear.MODEL}/{linear.VERSION}/model.py"
-    deployed.ssh(f"sed -i 's/    def initialize(self, args):/    def initialize(self, args):\\n"
-                 f"        raise RuntimeError(\"deliberately broken for the failed-rollback test\")/' {model_py}")
+    model_py = f"{previous}/model_repository/{BYOM_MODEL}/1/model.py"
+    deployed.ssh(f"echo 'raise RuntimeError(\"deliberately broken for the failed-rollback test\")' >> {model_py}")
     assert "deliberately broken" in deployed.ssh(f"cat {model_py}").stdout
     back = rollback(deployed, "-e", "triton_ready_timeout=120", log="9-failed-rollback")
     assert back.rc != 0, "rolling back to a broken release succeeded"
@@ -413,7 +420,7 @@ def test_management_apis_need_this_hosts_admin_key(deployed):
         return json.loads(done.stdout)
 
     assert restricted.check_http(send, key) == []
-    stats = f"http://{th.GUEST_ADDR}:{HTTP}/v2/models/{linear.MODEL}/stats"
+    stats = f"http://{th.GUEST_ADDR}:{HTTP}/v2/models/{BYOM_MODEL}/stats"
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(stats, timeout=10)
     assert refused.value.code == restricted.HTTP_REFUSAL[0]
