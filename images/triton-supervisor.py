@@ -186,19 +186,21 @@ def check(cfg: Settings) -> str | None:
     """One liveness check within cfg.timeout: None when every model answered correctly, else why not."""
     base = f"http://127.0.0.1:{cfg.port}/v2"
     deadline = time.monotonic() + cfg.timeout
+    asked = "/v2/health/ready"  # what the failure is about: the operator's first question
     try:
         if not cfg.probes:
             status, body = _http(f"{base}/health/ready", deadline)
-            return None if status == 200 else f"/v2/health/ready answered HTTP {status}"
+            return None if status == 200 else f"{asked} answered HTTP {status}"
         for probe in cfg.probes:
+            asked = probe.model
             why = check_probe(base, probe, deadline)
             if why:
-                return f"{probe.model}: {why}"
+                return f"{asked}: {why}"
         return None
     except TimeoutError:
-        return f"no answer within {cfg.timeout:g} s"
+        return f"{asked}: no answer within {cfg.timeout:g} s"
     except (OSError, ValueError, AttributeError, TypeError) as exc:  # refused, reset, not JSON, odd JSON
-        return f"{type(exc).__name__}: {str(exc)[:ANSWER_CHARS]}"
+        return f"{asked}: {type(exc).__name__}: {str(exc)[:ANSWER_CHARS]}"
 
 
 def exit_code(returncode: int) -> int:

@@ -106,7 +106,7 @@ def environ(server, **knobs) -> dict[str, str]:
 
 @pytest.mark.parametrize("mode, why", [
     ("ok", None), ("500", f"scorer: HTTP 500 {{\"error\": \"Stub process '{MODEL}_0_0' is not healthy.\"}}"),
-    ("hang", "no answer within 1 s"), ("nan", "not finite"), ("shape", "has shape [1, 2], the model says [-1, 1]"),
+    ("hang", "scorer: no answer within 1 s"), ("nan", "not finite"), ("shape", "has shape [1, 2], the model says [-1, 1]"),
     ("wrong", "scorer: output 'score'[0] = 7.5, the sample expects 5.99 (rtol 1e-05, atol 0.001)"),
 ])
 def test_check_accepts_only_a_correct_answer(fake, mode, why):
