@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tritonops import settings
+from tritonops.models import linear
 from tritonops.serving.server import LocalServer, free_port
 
 from needs import DOCKER_MARKERS, NEEDS, UNMARKED_DOCKER_HOST, require
@@ -149,6 +150,6 @@ def http(triton) -> Http:
 
 @pytest.fixture(scope="session")
 def max_batch_size(http) -> int:
-    status, config = http.get_json(f"/v2/models/{settings.MODEL_NAME}/config")
+    status, config = http.get_json(f"/v2/models/{linear.MODEL}/config")
     assert status == 200, config
     return config["max_batch_size"]

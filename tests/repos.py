@@ -6,7 +6,7 @@ import textwrap
 from pathlib import Path
 
 from tritonops import settings
-from tritonops.models import descriptor
+from tritonops.models import descriptor, linear
 
 
 def linear_only(dest: Path) -> Path:
@@ -14,7 +14,7 @@ def linear_only(dest: Path) -> Path:
     about the server, the gateway or the gate rather than the models, so that each of their servers
     does not also load the embed pipeline (three more Python stubs, ~10 s on the 2-core box)."""
     dest.mkdir(parents=True, exist_ok=True)
-    (dest / settings.MODEL_NAME).symlink_to(settings.MODEL_REPOSITORY / settings.MODEL_NAME)
+    (dest / linear.MODEL).symlink_to(settings.MODEL_REPOSITORY / linear.MODEL)
     return dest
 
 

@@ -51,5 +51,4 @@ def address_on(server_url: str, role: str) -> str:
     return f"[{host}]:{port(role)}" if ":" in host else f"{host}:{port(role)}"
 
 
-MODEL_NAME = get("MODEL_NAME")
 MODEL_REPOSITORY = ROOT / get("MODEL_REPOSITORY")

@@ -64,8 +64,9 @@ def linear_only_snapshot(dest: Path) -> Path:
     symlinks): for drills about rolling deploys and health rather than the models, so that each host's
     Triton does not also load the embed pipeline (~10 s per start, ~1 GB, three more stubs)."""
     from tritonops import settings
+    from tritonops.models import linear
 
-    copy_repository_from(settings.MODEL_REPOSITORY / settings.MODEL_NAME, dest / settings.MODEL_NAME)
+    copy_repository_from(settings.MODEL_REPOSITORY / linear.MODEL, dest / linear.MODEL)
     return dest
 
 

@@ -145,12 +145,12 @@ def test_role_and_make_up_derive_the_same_stop_grace_period(tmp_path, host_timeo
 
 
 PORTS = {"HTTP_PORT": "9100", "GRPC_PORT": "9101", "METRICS_PORT": "9102"}
-MOVED = {**PORTS, "MODEL_NAME": "linear2"}  # the served model's name moves with them
+MOVED = PORTS
 
 
 @pytest.fixture(scope="module")
 def moved_repo(tmp_path_factory):
-    """A copy of the repo whose versions.env moves the three ports and renames the model (the package
+    """A copy of the repo whose versions.env moves the three ports (the package
     copied, so that its settings.ROOT is the copy; the rest linked; its own .cache, for versions.mk)."""
     root = tmp_path_factory.mktemp("moved-repo")
     text = settings.VERSIONS_FILE.read_text()
@@ -166,7 +166,7 @@ def moved_repo(tmp_path_factory):
     return root
 
 
-def test_ports_and_the_model_name_changed_in_versions_env_move_make_compose_and_the_role_together(moved_repo, tmp_path):
+def test_ports_changed_in_versions_env_move_make_compose_and_the_role_together(moved_repo, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in MOVED and k != "URL"}  # Make and compose read these too
     make = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(moved_repo),
                            "--eval", "ports: ; @echo $(HTTP_PORT) $(GRPC_PORT) $(METRICS_PORT) $(URL)", "ports"],
@@ -175,12 +175,11 @@ def test_ports_and_the_model_name_changed_in_versions_env_move_make_compose_and_
     assert make.stdout.split() == ["9100", "9101", "9102", "localhost:9100"]
     # `make up`'s env file, written by the copy's tritonops.stack.compose from the copy's versions.env
     make_up = tmp_path / "make-up.env"
-    code = "import sys; from pathlib import Path; from tritonops import settings; from tritonops.models import linear; from tritonops.stack import compose; " \
-           "print(settings.ROOT, linear.MODEL); compose.write_env(Path(sys.argv[1]))"
+    code = "import sys; from pathlib import Path; from tritonops import settings; from tritonops.stack import compose; " \
+           "print(settings.ROOT); compose.write_env(Path(sys.argv[1]))"
     done = subprocess.run([sys.executable, "-c", code, str(make_up)], cwd=moved_repo, capture_output=True, text=True,
                           env={**env, "PYTHONPATH": str(moved_repo)}, timeout=60)
-    # the copy's own settings; contract's requests name the model (the gateway's check reads the repository's descriptors)
-    assert done.returncode == 0 and done.stdout.split() == [str(moved_repo), "linear2"], done.stdout + done.stderr
+    assert done.returncode == 0 and done.stdout.split() == [str(moved_repo)], done.stdout + done.stderr  # the copy's own settings
     ours, theirs = role_env(tmp_path, {}, repo_root=moved_repo), settings.parse_env_file(make_up)
     for key, value in PORTS.items():  # the container's port and the host port it is published on
         assert ours[key] == theirs[key] == value, key
@@ -188,7 +187,7 @@ def test_ports_and_the_model_name_changed_in_versions_env_move_make_compose_and_
     # What Prometheus scrapes: every triton replica (DNS discovery) on the metrics port.
     scrape = {j["job_name"]: j for j in yaml.safe_load(Path(theirs["PROMETHEUS_CONFIG"]).read_text())["scrape_configs"]}
     assert scrape["triton"]["dns_sd_configs"][0]["port"] == int(PORTS["METRICS_PORT"]), scrape["triton"]
-    assert ours["MODEL_NAME"] == theirs["MODEL_NAME"] == "linear2"  # both still write it (contract, train name it)
+    assert "MODEL_NAME" not in ours and "MODEL_NAME" not in theirs  # no setting names a model (issue 25)
 
 
 def test_the_gateway_files_inside_path_has_one_value_and_checked_copies():

@@ -57,7 +57,7 @@ def scrape(gw: gateway.LocalGateway) -> str:
 def load(url: str, stop: threading.Event, counts: dict[str, int], lock: threading.Lock) -> None:
     body = json.dumps(linear.seed_request_json()).encode()
     while not stop.is_set():
-        request = urllib.request.Request(f"http://{url}/v2/models/{settings.MODEL_NAME}/infer", data=body,
+        request = urllib.request.Request(f"http://{url}/v2/models/{linear.MODEL}/infer", data=body,
                                          headers={"Content-Type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=10) as r:
@@ -82,7 +82,7 @@ def record(scenario: str, work: Path) -> dict:
     repo = work / "repository"
     if not repo.exists():
         repo.mkdir(parents=True)
-        (repo / settings.MODEL_NAME).symlink_to(settings.MODEL_REPOSITORY / settings.MODEL_NAME)
+        (repo / linear.MODEL).symlink_to(settings.MODEL_REPOSITORY / linear.MODEL)
     servers = {name: LocalServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                                  log_path=work / f"{scenario}-{name}.log").start() for name in (BASELINE, CANARY)}
     try:
@@ -92,7 +92,7 @@ def record(scenario: str, work: Path) -> dict:
         with gateway.LocalGateway(backends, work / f"{scenario}-gateway", ports, repository=repo) as gw:
             for _ in range(50):  # warm both servers (HAProxy's averages start from their first answers)
                 urllib.request.urlopen(urllib.request.Request(
-                    f"http://{gw.http_url}/v2/models/{settings.MODEL_NAME}/infer",
+                    f"http://{gw.http_url}/v2/models/{linear.MODEL}/infer",
                     data=json.dumps(linear.seed_request_json()).encode()), timeout=10).read()
             before = scrape(gw)
             stop, counts, lock = threading.Event(), {}, threading.Lock()

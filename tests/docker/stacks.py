@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tritonops import settings
+from tritonops.models import linear
 from tritonops.stack import compose
 from tritonops.serving.server import free_port
 
@@ -18,7 +19,7 @@ from tritonops.serving.server import free_port
 def linear_only_copy(dest: Path) -> Path:
     """A model repository at dest holding a copy of the linear model only. A copy, not
     conftest.linear_only's symlink: the container sees the mounted folder and nothing it points to."""
-    shutil.copytree(settings.MODEL_REPOSITORY / settings.MODEL_NAME, dest / settings.MODEL_NAME,
+    shutil.copytree(settings.MODEL_REPOSITORY / linear.MODEL, dest / linear.MODEL,
                     ignore=shutil.ignore_patterns("__pycache__"))
     return dest
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from repos import BYOM_MODEL, build_byom_repository
 
-from tritonops import settings
+from tritonops.models import linear
 from tritonops.serving import smoke
 
 import stubkill
@@ -34,7 +34,7 @@ def test_a_user_repository_is_healthy_and_answers_through_the_gateway(built_imag
         config = Path(stack.env["GATEWAY_CONFIG"]).read_text()
         sent = re.findall(r"^    http-check send meth \S+ uri (\S+) ", config, re.M)
         assert sent == [f"/v2/models/{BYOM_MODEL}/infer"] * 2, sent  # HTTP and gRPC backends, the user's model only
-        assert f"/v2/models/{settings.MODEL_NAME}/" not in config
+        assert f"/v2/models/{linear.MODEL}/" not in config
         for cid in stack.container_ids():
             container = docker_client.containers.get(cid)
             assert container.attrs["State"].get("Health", {}).get("Status") == "healthy", container.name

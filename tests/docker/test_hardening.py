@@ -17,6 +17,7 @@ import yaml
 from ci_policy import skip_or_fail
 
 from tritonops import settings
+from tritonops.models import linear
 from tritonops.serving import smoke
 from tritonops.stack import compose, images
 
@@ -114,7 +115,7 @@ def test_hardened_stack_answers_the_seed_request(stack, docker_client):
     host = env["BIND_ADDRESS"]
     out = io.StringIO()
     # this module's stack mounts a linear-only copy (conftest: no STACK_SERVES_EMBED)
-    smoke.run(f"{host}:{env['HOST_HTTP_PORT']}", f"{host}:{env['HOST_GRPC_PORT']}", out=out, models=[settings.MODEL_NAME])
+    smoke.run(f"{host}:{env['HOST_HTTP_PORT']}", f"{host}:{env['HOST_GRPC_PORT']}", out=out, models=[linear.MODEL])
     assert out.getvalue().count("ok ") == 3, out.getvalue()
     triton = container(stack, docker_client, "triton")
     assert triton.attrs["RestartCount"] == 0 and triton.attrs["State"]["Health"]["Status"] == "healthy"

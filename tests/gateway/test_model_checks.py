@@ -17,7 +17,7 @@ import pytest
 from gateway_harness import backend, start_gateway
 from repos import BYOM_MODEL, build_byom_repository
 
-from tritonops import settings
+from tritonops.models import linear
 from tritonops.serving import smoke
 from tritonops.stack import gateway, gatewaycheck
 from tritonops.serving.server import LocalServer, free_port
@@ -56,7 +56,7 @@ def test_a_user_repository_is_checked_model_by_model_and_served(user_models):
     repo, servers, gw = user_models
     assert [c["model"] for c in gatewaycheck.checks(repo, 1 << 20)] == [BYOM_MODEL, SECOND]
     config = gw.config.read_text()
-    assert f"/v2/models/{settings.MODEL_NAME}/" not in config
+    assert f"/v2/models/{linear.MODEL}/" not in config
     states = gw.server_states()
     assert {states[(b, s)].split()[0] for b in ("triton_http", "triton_grpc") for s in "ab"} == {"UP"}, states
     out = io.StringIO()

@@ -11,10 +11,10 @@ import pytest
 from repos import linear_only
 
 from tritonops import settings
-from tritonops.models import embedding
+from tritonops.models import embedding, linear
 from tritonops.serving.server import LocalServer, free_port
 
-SHIPPED = settings.MODEL_REPOSITORY / settings.MODEL_NAME
+SHIPPED = settings.MODEL_REPOSITORY / linear.MODEL
 EMBED_PIPELINE = (embedding.TOKENIZER, embedding.ENCODER, embedding.MODEL)
 
 
@@ -80,7 +80,7 @@ def serve_repo(tmp_path):
 def copy_of_shipped(tmp_path) -> Path:
     """A temp repository holding a copy of the shipped model, for tests that break it on purpose."""
     repo = tmp_path / "repo"
-    shutil.copytree(SHIPPED, repo / settings.MODEL_NAME, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(SHIPPED, repo / linear.MODEL, ignore=shutil.ignore_patterns("__pycache__"))
     return repo
 
 

@@ -12,7 +12,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from tritonops import settings
 from tritonops.bench import embed, suite
-from tritonops.models import embedding, validate
+from tritonops.models import embedding, linear, validate
 from tritonops.serving import loadgate, metrics
 
 
@@ -107,8 +107,8 @@ def _scheduling(path: Path) -> tuple:
 
 
 def test_identity_floor_is_scheduled_like_the_shipped_model():
-    shipped = settings.MODEL_REPOSITORY / settings.MODEL_NAME / "config.pbtxt"
-    floor = suite.BENCH_MODELS / "identity" / settings.MODEL_NAME / "config.pbtxt"
+    shipped = settings.MODEL_REPOSITORY / linear.MODEL / "config.pbtxt"
+    floor = suite.BENCH_MODELS / "identity" / linear.MODEL / "config.pbtxt"
     assert _scheduling(floor) == _scheduling(shipped), "keep the floor's scheduling equal to the shipped config"
 
 

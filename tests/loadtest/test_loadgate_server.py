@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 
 from tritonops import settings
-from tritonops.models import embedding
+from tritonops.models import embedding, linear
 from tritonops.serving import loadgate
 
-SHIPPED = settings.MODEL_REPOSITORY / settings.MODEL_NAME
+SHIPPED = settings.MODEL_REPOSITORY / linear.MODEL
 
 
 def gate(server, report_dir: Path, thresholds: Path = loadgate.THRESHOLDS, target: str = "local-cpu",
@@ -111,7 +111,7 @@ def test_gate_passes_over_grpc_and_binary_http_with_processes(shipped_server, le
 
 
 def test_gate_fails_on_wrong_answers(copy_of_shipped, serve_repo, lenient_thresholds, tmp_path):
-    weights = copy_of_shipped / settings.MODEL_NAME / "1" / "linear" / "pytorch_model.bin"
+    weights = copy_of_shipped / linear.MODEL / "1" / "linear" / "pytorch_model.bin"
     state = torch.load(weights, weights_only=True)
     torch.save({"weight": state["weight"] + 0.5, "bias": state["bias"]}, weights)  # a plausible, wrong model
     server = serve_repo(copy_of_shipped)
@@ -137,7 +137,7 @@ def test_gate_fails_on_wrong_answers(copy_of_shipped, serve_repo, lenient_thresh
 
 def test_gate_fails_on_a_slow_server_with_the_committed_local_thresholds(copy_of_shipped, serve_repo, tmp_path):
     # The shipped model.py, delayed 300 ms per execute(): far outside any CPU SLO.
-    version = copy_of_shipped / settings.MODEL_NAME / "1"
+    version = copy_of_shipped / linear.MODEL / "1"
     (version / "model.py").write_text(f'''import importlib.util
 import time
 

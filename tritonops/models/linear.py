@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import settings
 
-MODEL = settings.MODEL_NAME
+MODEL = "linear"  # the example model's folder in model_repository/
 VERSION = "1"
 INPUT, OUTPUT = "x", "y"
 DATATYPE = "FP32"

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import settings
+from . import linear
 
 # Ground truth the data is drawn from: y = x @ TRUE_WEIGHT + TRUE_BIAS (+ small noise).
 TRUE_WEIGHT = (0.5, -1.25, 2.0)
@@ -23,7 +23,7 @@ NOISE = 0.01
 STEPS = 500
 LEARNING_RATE = 0.1
 
-WEIGHTS_PATH = settings.MODEL_REPOSITORY / settings.MODEL_NAME / "1" / "linear" / "pytorch_model.bin"
+WEIGHTS_PATH = linear.WEIGHTS
 
 
 def fit() -> dict[str, torch.Tensor]:

@@ -348,7 +348,7 @@ def serve(repository: Path, http_port: int, grpc_port: int, metrics_port: int, h
         return 1
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     print(f"\nTriton is READY, serving {repository} (listening on {host})\n"
-          f"  HTTP     http://{shown}:{http_port}  (e.g. /v2/models/{settings.MODEL_NAME}/versions/1/infer)\n"
+          f"  HTTP     http://{shown}:{http_port}  (e.g. /v2/models/<model>/infer; make smoke sends every model's samples)\n"
           f"  gRPC     {shown}:{grpc_port}\n"
           f"  metrics  http://{shown}:{metrics_port}/metrics\n"
           f"Management APIs ({settings.get('RESTRICTED_APIS')}) need header {adminkey.header()}: the key is in "
