@@ -8,40 +8,53 @@ Imported as `restricted` (tests/ is on sys.path, like hostile and ci_policy).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import tritonclient.grpc as grpcclient
 from tritonclient.utils import InferenceServerException
 
 from tritonops.models import linear
-from tritonops.serving import adminkey
+from tritonops.serving import adminkey, smoke
 
 M = linear.MODEL
-# (method, path, JSON body or None, status with the key). Load/unload: MODEL_CONTROL_MODE none
-# forbids them (503), but only once the key got the request past the restriction.
-RESTRICTED_HTTP = [
-    ("POST", "/v2/repository/index", {}, 200),
-    ("POST", f"/v2/repository/models/{M}/load", {}, 503),
-    ("POST", f"/v2/repository/models/{M}/unload", {}, 503),
-    ("GET", "/v2/logging", None, 200),
-    ("POST", "/v2/logging", {}, 200),
-    ("GET", "/v2/trace/setting", None, 200),
-    ("POST", "/v2/trace/setting", {}, 200),
-    ("GET", f"/v2/models/{M}/trace/setting", None, 200),
-    ("GET", "/v2/systemsharedmemory/status", None, 200),
-    ("POST", "/v2/systemsharedmemory/unregister", {}, 200),
-    ("GET", "/v2/cudasharedmemory/status", None, 200),
-    ("GET", "/v2/models/stats", None, 200),
-    ("GET", f"/v2/models/{M}/stats", None, 200),
-]
-OPEN_HTTP = [
-    ("GET", "/v2/health/live", None, 200),
-    ("GET", "/v2/health/ready", None, 200),
-    ("GET", f"/v2/models/{M}/ready", None, 200),
-    ("GET", "/v2", None, 200),
-    ("GET", f"/v2/models/{M}", None, 200),
-    ("GET", f"/v2/models/{M}/config", None, 200),
-    ("POST", f"/v2/models/{M}/infer", linear.seed_request_json(), 200),
-]
+def http_cases(model: str, infer_body: dict) -> tuple[list, list]:
+    """(restricted, open) HTTP cases for a served model: (method, path, JSON body or None, status with the
+    key). Load/unload: MODEL_CONTROL_MODE none forbids them (503), but only once the key got the request
+    past the restriction."""
+    restricted = [
+        ("POST", "/v2/repository/index", {}, 200),
+        ("POST", f"/v2/repository/models/{model}/load", {}, 503),
+        ("POST", f"/v2/repository/models/{model}/unload", {}, 503),
+        ("GET", "/v2/logging", None, 200),
+        ("POST", "/v2/logging", {}, 200),
+        ("GET", "/v2/trace/setting", None, 200),
+        ("POST", "/v2/trace/setting", {}, 200),
+        ("GET", f"/v2/models/{model}/trace/setting", None, 200),
+        ("GET", "/v2/systemsharedmemory/status", None, 200),
+        ("POST", "/v2/systemsharedmemory/unregister", {}, 200),
+        ("GET", "/v2/cudasharedmemory/status", None, 200),
+        ("GET", "/v2/models/stats", None, 200),
+        ("GET", f"/v2/models/{model}/stats", None, 200),
+    ]
+    open_ = [
+        ("GET", "/v2/health/live", None, 200),
+        ("GET", "/v2/health/ready", None, 200),
+        ("GET", f"/v2/models/{model}/ready", None, 200),
+        ("GET", "/v2", None, 200),
+        ("GET", f"/v2/models/{model}", None, 200),
+        ("GET", f"/v2/models/{model}/config", None, 200),
+        ("POST", f"/v2/models/{model}/infer", infer_body, 200),
+    ]
+    return restricted, open_
+
+
+def first_sample(repository: Path) -> tuple[str, dict]:
+    """(model, KServe v2 JSON body of its first sample): the first model of repository with samples."""
+    desc = smoke.descriptors_of(repository)[0]
+    return desc.model, {"inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape), "data": t.data}
+                                   for t in desc.samples[0].inputs]}
+
+
 # Triton 2.51's refusals, word for word.
 HTTP_REFUSAL = (403, f"This API is restricted, expecting header '{adminkey.header()}'")
 GRPC_REFUSAL = ("StatusCode.UNAVAILABLE",
@@ -89,14 +102,16 @@ def error_of(body: str) -> str:
     return parsed.get("error", body) if isinstance(parsed, dict) else body
 
 
-def check_http(send, key: str) -> list[str]:
-    """send(list of (method, path, body, headers)) -> [(status, body)]; problems, one line each."""
+def check_http(send, key: str, repository: Path | None = None) -> list[str]:
+    """send(list of (method, path, body, headers)) -> [(status, body)]; problems, one line each. The model
+    the cases name: repository's first model with samples (default: linear and its seed request)."""
+    restricted, open_ = http_cases(*(first_sample(repository) if repository else (M, linear.seed_request_json())))
     with_key = adminkey.headers(key)
     wrong_key = adminkey.headers("not-" + key)
-    cases = ([(m, p, b, {}, HTTP_REFUSAL[0], "no key") for m, p, b, _ in RESTRICTED_HTTP]
-             + [(m, p, b, wrong_key, HTTP_REFUSAL[0], "wrong key") for m, p, b, _ in RESTRICTED_HTTP]
-             + [(m, p, b, with_key, ok, "key") for m, p, b, ok in RESTRICTED_HTTP]
-             + [(m, p, b, {}, ok, "no key (open)") for m, p, b, ok in OPEN_HTTP])
+    cases = ([(m, p, b, {}, HTTP_REFUSAL[0], "no key") for m, p, b, _ in restricted]
+             + [(m, p, b, wrong_key, HTTP_REFUSAL[0], "wrong key") for m, p, b, _ in restricted]
+             + [(m, p, b, with_key, ok, "key") for m, p, b, ok in restricted]
+             + [(m, p, b, {}, ok, "no key (open)") for m, p, b, ok in open_])
     answers = send([(m, p, b, h) for m, p, b, h, _, _ in cases])
     problems = []
     for (method, path, _, _, want, how), (status, body) in zip(cases, answers, strict=True):
