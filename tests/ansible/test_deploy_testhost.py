@@ -191,6 +191,50 @@ def test_release_ships_the_minilm_files_and_its_id_covers_them(first_release):
     first_release.ssh(f"cd {release}/model_repository && sha256sum --check --strict --quiet ../SHA256SUMS")
 
 
+def test_gpu_presence_is_a_local_fact_every_play_reads(deployed):
+    """GPU presence lives in /etc/ansible/facts.d/tritonops.fact (written by the nvidia_driver role), so plays
+    that skip that role still see it: with a fact saying GPU on this GPU-less host, `--tags triton --check`
+    plans the -gpu image with compose.gpu.yaml and rollback.yml --check plans compose.gpu.yaml; without the
+    file both plan the CPU stack again, which is exactly what serves (nothing would change). First of the
+    drills: previous is then the first deploy's release (linear and embed) and current the user's, so the
+    rollback plan's check must send the models of what serves (nothing switched), not the target's."""
+    fact_file = "/etc/ansible/facts.d/tritonops.fact"
+    written = deployed.ssh(f"cat {fact_file}").stdout
+    assert json.loads(written) == {"gpu_present": False, "gpu_count": 0}, f"{fact_file} after the deploy: {written!r}"
+    versions = settings.versions()
+    gpu_image = f"{versions['IMAGE_REPO']}:{versions['NGC_TAG']}-gpu"
+    cpu_image = f"{versions['IMAGE_REPO']}:{versions['CPU_NGC_TAG']}-cpu"
+    # rollback.yml's target: the deployed fixture leaves a previous release, with other models.
+    assert deployed.ssh("test -L /opt/tritonops/previous", check=False).returncode == 0, "no previous release to plan a rollback to"
+    assert deployed.ssh("ls /opt/tritonops/previous/model_repository").stdout.split() != [BYOM_MODEL]
+
+    def plans(name: str) -> tuple[PlayResult, PlayResult]:
+        deploy = play(deployed, "--tags", "triton", "--check", log=f"6-gpu-fact-{name}")
+        back = rollback(deployed, "--check", log=f"6-gpu-fact-{name}-rollback")
+        for result in (deploy, back):
+            assert result.rc == 0, result.output[-6000:]
+        assert deploy.recap()[th.MACHINE]["failed"] == 0
+        return deploy, back
+
+    try:
+        deployed.ssh(f"echo {shlex.quote(json.dumps({'gpu_present': True, 'gpu_count': 1}))} > {fact_file}")
+        deploy, back = plans("present")
+        gpu_files = "compose files compose.yaml, compose.gpu.yaml"
+        assert f"GPUs yes on {th.MACHINE}" in folded(deploy) and gpu_files in folded(deploy), deploy.output[-8000:]
+        assert f"start {gpu_image} with compose.yaml, compose.gpu.yaml" in folded(deploy), deploy.output[-8000:]
+        assert gpu_files in folded(back), back.output[-8000:]
+
+        deployed.ssh(f"rm {fact_file}")
+        deploy, back = plans("absent")
+        for result in (deploy, back):
+            assert "ansible_local.tritonops.gpu_present: no file): compose files compose.yaml" in folded(result), result.output[-8000:]
+            assert gpu_files not in folded(result), result.output[-8000:]
+        assert cpu_image in deploy.output and gpu_image not in deploy.output, deploy.output[-8000:]
+        assert deploy.recap()[th.MACHINE]["changed"] == 0, deploy.output[-8000:]  # the plan is what serves
+    finally:
+        deployed.ssh(f"printf %s {shlex.quote(written)} > {fact_file}")
+
+
 @contextlib.contextmanager
 def full_filesystem(host: th.TestHost, workdir: Path, target: str = "/opt/tritonops", room_mib: int = 64):
     """Mount a small ext4 filesystem over `target` in the guest (a loop device on the controller, mounted
@@ -426,44 +470,3 @@ def test_management_apis_need_this_hosts_admin_key(deployed):
     assert refused.value.code == restricted.HTTP_REFUSAL[0]
     with urllib.request.urlopen(urllib.request.Request(stats, headers=adminkey.headers(key)), timeout=10) as r:
         assert r.status == 200
-
-
-def test_gpu_presence_is_a_local_fact_every_play_reads(deployed):
-    """GPU presence lives in /etc/ansible/facts.d/tritonops.fact (written by the nvidia_driver role), so plays
-    that skip that role still see it: with a fact saying GPU on this GPU-less host, `--tags triton --check`
-    plans the -gpu image with compose.gpu.yaml and rollback.yml --check plans compose.gpu.yaml; without the
-    file both plan the CPU stack again, which is exactly what serves (nothing would change)."""
-    fact_file = "/etc/ansible/facts.d/tritonops.fact"
-    written = deployed.ssh(f"cat {fact_file}").stdout
-    assert json.loads(written) == {"gpu_present": False, "gpu_count": 0}, f"{fact_file} after the deploy: {written!r}"
-    versions = settings.versions()
-    gpu_image = f"{versions['IMAGE_REPO']}:{versions['NGC_TAG']}-gpu"
-    cpu_image = f"{versions['IMAGE_REPO']}:{versions['CPU_NGC_TAG']}-cpu"
-    # rollback.yml's target: the deployed fixture leaves a previous release, whatever ran before.
-    assert deployed.ssh("test -L /opt/tritonops/previous", check=False).returncode == 0, "no previous release to plan a rollback to"
-
-    def plans(name: str) -> tuple[PlayResult, PlayResult]:
-        deploy = play(deployed, "--tags", "triton", "--check", log=f"6-gpu-fact-{name}")
-        back = rollback(deployed, "--check", log=f"6-gpu-fact-{name}-rollback")
-        for result in (deploy, back):
-            assert result.rc == 0, result.output[-6000:]
-        assert deploy.recap()[th.MACHINE]["failed"] == 0
-        return deploy, back
-
-    try:
-        deployed.ssh(f"echo {shlex.quote(json.dumps({'gpu_present': True, 'gpu_count': 1}))} > {fact_file}")
-        deploy, back = plans("present")
-        gpu_files = "compose files compose.yaml, compose.gpu.yaml"
-        assert f"GPUs yes on {th.MACHINE}" in folded(deploy) and gpu_files in folded(deploy), deploy.output[-8000:]
-        assert f"start {gpu_image} with compose.yaml, compose.gpu.yaml" in folded(deploy), deploy.output[-8000:]
-        assert gpu_files in folded(back), back.output[-8000:]
-
-        deployed.ssh(f"rm {fact_file}")
-        deploy, back = plans("absent")
-        for result in (deploy, back):
-            assert "ansible_local.tritonops.gpu_present: no file): compose files compose.yaml" in folded(result), result.output[-8000:]
-            assert gpu_files not in folded(result), result.output[-8000:]
-        assert cpu_image in deploy.output and gpu_image not in deploy.output, deploy.output[-8000:]
-        assert deploy.recap()[th.MACHINE]["changed"] == 0, deploy.output[-8000:]  # the plan is what serves
-    finally:
-        deployed.ssh(f"printf %s {shlex.quote(written)} > {fact_file}")
