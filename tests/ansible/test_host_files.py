@@ -145,7 +145,6 @@ def test_role_and_make_up_derive_the_same_stop_grace_period(tmp_path, host_timeo
 
 
 PORTS = {"HTTP_PORT": "9100", "GRPC_PORT": "9101", "METRICS_PORT": "9102"}
-MOVED = PORTS
 
 
 @pytest.fixture(scope="module")
@@ -154,7 +153,7 @@ def moved_repo(tmp_path_factory):
     copied, so that its settings.ROOT is the copy; the rest linked; its own .cache, for versions.mk)."""
     root = tmp_path_factory.mktemp("moved-repo")
     text = settings.VERSIONS_FILE.read_text()
-    for key, value in MOVED.items():
+    for key, value in PORTS.items():
         text, n = re.subn(rf"^{key}=.*$", f"{key}={value}", text, flags=re.M)
         assert n == 1, key
     (root / "versions.env").write_text(text)
@@ -167,7 +166,7 @@ def moved_repo(tmp_path_factory):
 
 
 def test_ports_changed_in_versions_env_move_make_compose_and_the_role_together(moved_repo, tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in MOVED and k != "URL"}  # Make and compose read these too
+    env = {k: v for k, v in os.environ.items() if k not in PORTS and k != "URL"}  # Make and compose read these too
     make = subprocess.run(["make", "-s", "--no-print-directory", "-C", str(moved_repo),
                            "--eval", "ports: ; @echo $(HTTP_PORT) $(GRPC_PORT) $(METRICS_PORT) $(URL)", "ports"],
                           env=env, capture_output=True, text=True, timeout=60)
