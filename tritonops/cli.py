@@ -15,6 +15,7 @@ COMMANDS = {
     "loadtest": ("tritonops.serving.loadgate:main", "run loadtests/linear.py (--model embed: embed.py) headless, gated by its SLO hooks on loadtests/thresholds.toml"),
     "gateway": ("tritonops.stack.gateway:main", "render the gateway's HAProxy configuration (gateway/haproxy.cfg.j2)"),
     "host-files": ("tritonops.stack.hostfiles:main", "render a host's compose.env and gateway files into a release folder (the Ansible role's controller step)"),
+    "prometheus-config": ("tritonops.stack.prometheus:main", "print a monitoring host's Prometheus config from its targets (the Ansible prometheus role's controller step)"),
     "bench": ("tritonops.bench.suite:main", "perf_analyzer sweep: shipped linear vs the seed's model vs the identity floor; embed with and without batching"),
     "images": ("tritonops.stack.images:main", "build the base, server and gateway images, their pip locks and tarballs"),
     "compose": ("tritonops.stack.compose:main", "the compose stack: env file, up (healthy), down, logs"),
@@ -25,8 +26,9 @@ COMMANDS = {
 
 def usage(out) -> None:
     print("usage: tritonops <command> [args]   (tritonops <command> --help for its options)\n", file=out)
+    width = max(map(len, COMMANDS)) + 1
     for name, (_, text) in COMMANDS.items():
-        print(f"  {name:12} {text}", file=out)
+        print(f"  {name:{width}} {text}", file=out)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ and tasks, with this repo's group_vars/all.yml on top of the literal defaults.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -29,8 +30,12 @@ from tritonops.stack import compose
 from playbook_runner import ANSIBLE_DIR, LOGS, ansible_playbook
 
 ROLES = ANSIBLE_DIR / "roles"
-# The prometheus role's config as its template task writes it (no host in groups: no targets).
-PROMETHEUS_CONFIG = f"lookup('ansible.builtin.template', '{ROLES / 'prometheus' / 'templates' / 'prometheus.yml.j2'}')"
+# The prometheus role's scrape config as its controller task renders it (tasks/config.yml), for INVENTORY.
+PROMETHEUS_CONFIG = "prometheus_rendered.stdout"
+# Targets as an inventory gives them: an address, an IPv6 one, none (the name) and a port of the host's own.
+INVENTORY = {"gpu_hosts": {"hosts": {"gpu-a": {"ansible_host": "192.0.2.5", "triton_metrics_port": 9102},
+                                     "gpu-b": {"ansible_host": "2001:db8::7"}, "gpu-c": {}}},
+             "gateways": {"hosts": {"gw": {"ansible_host": "192.0.2.9"}}}}
 LOADED = "580.95.05"  # a driver version as /sys/module/nvidia/version holds it
 
 
@@ -70,8 +75,10 @@ def rendered(tmp_path_factory) -> dict:
          "tasks": show("nvidia_driver_ubuntu_packages")},
         cdi_play("current", out / "loaded"), cdi_play("upgraded", out / "upgraded"), cdi_play("unloaded", out / "absent"),
         *[{"name": name, "hosts": "localhost", "gather_facts": False, "vars_files": role_vars("prometheus"),
-           "tasks": [{"name": f"Show {var}", "ansible.builtin.debug": {"var": var}, "vars": extra}  # task vars: above vars_files
-                     for var in ("prometheus_rules_file", PROMETHEUS_CONFIG)]}
+           "tasks": [{"name": "The role's config.yml", "ansible.builtin.include_role": {"name": "prometheus", "tasks_from": "config.yml"},
+                      "vars": extra},  # task vars: above vars_files
+                     *[{"name": f"Show {var}", "ansible.builtin.debug": {"var": var}, "vars": extra}
+                       for var in ("prometheus_rules_file", "prometheus_rules_path", PROMETHEUS_CONFIG)]]}
           for name, extra in (("prometheus", {}), ("prometheus-no-rules", {"prometheus_rules_file": ""}))],
     ]
     playbook = out / "role-inputs.yml"
@@ -79,7 +86,8 @@ def rendered(tmp_path_factory) -> dict:
     with pytest.MonkeyPatch.context() as env:  # one JSON document on stdout, nothing else
         env.setenv("ANSIBLE_STDOUT_CALLBACK", "ansible.posix.json")
         env.setenv("ANSIBLE_CALLBACKS_ENABLED", "ansible.posix.timer")  # not ansible.cfg's profile_roles
-        result = ansible_playbook("-i", "localhost,", "-c", "local", str(playbook), "--check", "-e",
+        (out / "inventory.yml").write_text(yaml.safe_dump(INVENTORY))
+        result = ansible_playbook("-i", str(out / "inventory.yml"), "-c", "local", str(playbook), "--check", "-e",
                                   json.dumps({"tritonops_repo_root": str(settings.ROOT), "ansible_python_interpreter": sys.executable}),
                                   log=LOGS / "role-inputs.log", timeout=300)
     assert result.rc == 0, result.output[-4000:]
@@ -135,8 +143,9 @@ def test_cdi_spec_is_regenerated_when_the_loaded_driver_changed(rendered, case, 
 
 
 def test_role_defaults_read_no_playbook_variables():
-    offenders = [str(p.relative_to(ANSIBLE_DIR)) for p in sorted(ROLES.glob("*/defaults/main.yml")) if "tritonops_" in
-                 p.read_text().replace("triton_tritonops_cli", "")]
+    # <role>_tritonops_cli: the controller's CLI the role runs, not a playbook variable
+    offenders = [str(p.relative_to(ANSIBLE_DIR)) for p in sorted(ROLES.glob("*/defaults/main.yml"))
+                 if "tritonops_" in re.sub(r"\b[a-z]+_tritonops_cli\b", "", p.read_text())]
     assert not offenders, f"role defaults read tritonops_* (map them in group_vars/all.yml instead): {offenders}"
 
 
@@ -148,7 +157,8 @@ def test_prometheus_role_installs_the_compose_alert_rules_and_lists_them(rendere
     shown = rendered["prometheus"]
     assert Path(shown["Show prometheus_rules_file"]["prometheus_rules_file"]) == compose.ALERT_RULES
     install = next(t for _, t in tasks_of(ROLES / "prometheus") if t["name"].startswith("Install the alert rules"))
-    dest = install["ansible.builtin.copy"]["dest"]
+    assert install["ansible.builtin.copy"]["dest"] == "{{ prometheus_rules_path }}", install
+    dest = shown["Show prometheus_rules_path"]["prometheus_rules_path"]
     config = yaml.safe_load(shown[f"Show {PROMETHEUS_CONFIG}"][PROMETHEUS_CONFIG])
     assert config["rule_files"] == [dest], config
     assert "rule_files" not in yaml.safe_load(rendered["prometheus-no-rules"][f"Show {PROMETHEUS_CONFIG}"][PROMETHEUS_CONFIG])
@@ -156,3 +166,23 @@ def test_prometheus_role_installs_the_compose_alert_rules_and_lists_them(rendere
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({**config, "rule_files": [str(tmp_path / "rules.yml")]}))
     done = subprocess.run(["promtool", "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True, text=True)
     assert done.returncode == 0 and "SUCCESS: 1 rule files found" in done.stdout, done.stdout + done.stderr
+
+
+def test_prometheus_role_scrapes_the_inventory_with_make_ups_renderer(rendered):
+    """The role's config comes from tritonops.stack.prometheus, as make up's does: one target per host of
+    gpu_hosts and gateways, by ansible_host (bracketed when IPv6; the name when unset) and the host's own
+    port or the default, labelled host=<inventory name>. The two configs differ only in how the triton
+    job finds its targets (compose: the service's DNS records, one per replica)."""
+    fleet = yaml.safe_load(rendered["prometheus"][f"Show {PROMETHEUS_CONFIG}"][PROMETHEUS_CONFIG])
+    jobs = {job["job_name"]: job for job in fleet["scrape_configs"]}
+    assert list(jobs) == ["triton", "gateway"], jobs
+    targets = {job: [(c["targets"], c["labels"]) for c in jobs[job]["static_configs"]] for job in jobs}
+    metrics, stats = settings.port("metrics"), int(settings.get("GATEWAY_STATS_PORT"))
+    assert targets == {"triton": [(["192.0.2.5:9102"], {"host": "gpu-a"}), ([f"[2001:db8::7]:{metrics}"], {"host": "gpu-b"}),
+                                  ([f"gpu-c:{metrics}"], {"host": "gpu-c"})],
+                       "gateway": [([f"192.0.2.9:{stats}"], {"host": "gw"})]}, targets
+    single = yaml.safe_load(compose.prometheus_config(compose.environment()))
+    assert fleet["global"] == single["global"] == {"scrape_interval": settings.get("PROMETHEUS_SCRAPE_INTERVAL"),
+                                                   "evaluation_interval": "15s"}, (fleet["global"], single["global"])
+    assert [j["job_name"] for j in single["scrape_configs"]] == list(jobs)
+    assert single["scrape_configs"][0]["dns_sd_configs"][0]["port"] == metrics

@@ -153,10 +153,10 @@ def test_prometheus_scrapes_triton(stack, docker_client):
     except pytest.fail.Exception:
         pytest.fail("no `up` target for job triton; Prometheus reports: "
                     + "; ".join(f"{t['scrapeUrl']} {t['health']} {t['lastError']!r}" for t in seen))
-    # Each replica by its address (DNS service discovery of the service name: compose/prometheus/prometheus.yml).
+    # Each replica by its address (DNS service discovery of the service name: tritonops/stack/prometheus.py).
     address = next(iter(triton_container(stack, docker_client).attrs["NetworkSettings"]["Networks"].values()))["IPAddress"]
     assert target["scrapeUrl"] == f"http://{address}:{stack.env['METRICS_PORT']}/metrics"
-    assert target["labels"]["host"] == "triton"  # the dashboard's host variable (compose/prometheus/prometheus.yml)
+    assert target["labels"]["host"] == "triton"  # the dashboard's host variable (tritonops/stack/prometheus.py)
     up = prometheus(stack, "query", query='up{job="triton"}')["result"]
     assert [r["value"][1] for r in up] == ["1"]
 

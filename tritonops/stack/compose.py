@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import shutil
-import string
 import subprocess
 import sys
 import time
@@ -25,12 +24,11 @@ from pathlib import Path
 from .. import settings
 from ..models import fetch
 from ..serving import adminkey, privatefile
-from . import hostfiles, images
+from . import hostfiles, images, prometheus
 
 COMPOSE_DIR = settings.ROOT / "compose"
 BASE_FILE = COMPOSE_DIR / "compose.yaml"
 GPU_FILE = COMPOSE_DIR / "compose.gpu.yaml"
-PROMETHEUS_TEMPLATE = COMPOSE_DIR / "prometheus" / "prometheus.yml"
 # The alert rules, mounted beside the config (compose.yaml) and installed by the Ansible prometheus role.
 ALERT_RULES = COMPOSE_DIR / "prometheus" / "alerts.yml"
 STATE = settings.ROOT / ".cache" / "compose"
@@ -128,11 +126,11 @@ def write_admin_key(directory: Path, values: dict[str, str]) -> dict[str, str]:
 
 
 def prometheus_config(values: dict[str, str]) -> str:
-    """compose/prometheus/prometheus.yml with its ${KEY} placeholders filled in from values."""
+    """The monitoring profile's Prometheus config (tritonops.stack.prometheus, the fleet's renderer too)."""
     try:
-        return string.Template(PROMETHEUS_TEMPLATE.read_text()).substitute(values)
+        return prometheus.compose_config(values)
     except (KeyError, ValueError) as exc:
-        raise ComposeError(f"{PROMETHEUS_TEMPLATE}: bad placeholder ({exc}); use ${{KEY}} with a versions.env KEY") from None
+        raise ComposeError(f"Prometheus config: bad value ({exc!r}) in versions.env or the environment") from None
 
 
 def write_env(path: Path, overrides: dict[str, str] | None = None) -> Path:
