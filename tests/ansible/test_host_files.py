@@ -199,3 +199,12 @@ def test_the_gateway_files_inside_path_has_one_value_and_checked_copies():
     role_vars = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())
     assert role_vars["triton_gateway_inside"] == hostfiles.GATEWAY_INSIDE, \
         "ansible/roles/triton/vars/main.yml triton_gateway_inside differs from tritonops/stack/hostfiles.py GATEWAY_INSIDE"
+
+
+def test_the_release_layout_is_the_roles_the_renderer_refuses_values_without_it(tmp_path):
+    """MODEL_REPOSITORY_DIR (where the release keeps its models) comes from the role's layout only: the
+    renderer writes no default of its own and says what is missing."""
+    done = subprocess.run([sys.executable, "-m", "tritonops.stack.hostfiles", "--out", str(tmp_path / "out"), "--values", "-"],
+                          input="{}", capture_output=True, text=True, timeout=120, cwd=settings.ROOT)
+    assert done.returncode == 1 and "no MODEL_REPOSITORY_DIR" in done.stderr, done.stdout + done.stderr
+    assert not (tmp_path / "out").exists()

@@ -146,14 +146,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tls-cert", default="", help="the gateway's certificate (PEM) on this machine; with --tls-key")
     parser.add_argument("--tls-key", default="", help="its private key (PEM) on this machine")
     parser.add_argument("--api-keys-file", default="", help="the gateway's API keys on this machine (0600, one per line)")
-    parser.add_argument("--values", type=Path, metavar="JSON",
-                        help="a JSON object of the host's values over versions.env (default: none; - reads stdin)")
+    parser.add_argument("--values", type=Path, metavar="JSON", required=True,
+                        help="a JSON object of the host's values over versions.env, MODEL_REPOSITORY_DIR among them "
+                             "(- reads stdin)")
     args = parser.parse_args(argv)
     try:
-        host = {} if not args.values else json.load(sys.stdin if str(args.values) == "-" else args.values.open())
+        host = json.load(sys.stdin if str(args.values) == "-" else args.values.open())
         if not isinstance(host, dict):
             raise HostFilesError(f"--values {args.values}: expected a JSON object of KEY: value")
-        values = {**settings.versions(), "MODEL_REPOSITORY_DIR": "./model_repository", **{k: str(v) for k, v in host.items()}}
+        if "MODEL_REPOSITORY_DIR" not in host:  # where the release keeps its copy: the role's layout, not ours
+            raise HostFilesError(f"--values {args.values}: no MODEL_REPOSITORY_DIR (the release's model repository, "
+                                 "relative to compose.env)")
+        values = {**settings.versions(), **{k: str(v) for k, v in host.items()}}
         files = render(values, gateway_dir="./gateway", repository=args.repository,
                        unlimited_sources=args.unlimited_source,
                        gateway_inputs={"GATEWAY_TLS_CERT": args.tls_cert, "GATEWAY_TLS_KEY": args.tls_key,
