@@ -33,6 +33,7 @@ from tritonops.serving import loadgate, smoke
 import testhost as th
 
 import hostile
+import portprobe
 from deployhelpers import copy_repository_from, folded, image_tarballs, linear_only_snapshot
 from gatewaystats import StateSampler, server_states
 from playbook_runner import LOGS, PlayResult, ansible_playbook
@@ -103,7 +104,9 @@ def site_args(fleet: Fleet, *extra: str, inventory: Path | None = None, reposito
     (extra vars would override them)."""
     per_run = {**{knob: str(path) for knob, path in fleet.image_tarballs.items()},
                # The controller sends each host's direct check; the gateway host is allowed by the inventory.
-               "triton_client_cidrs": [f"{th.HOST_ADDR}/32"], "triton_monitoring_cidrs": [f"{th.HOST_ADDR}/32"]}
+               "triton_client_cidrs": [f"{th.HOST_ADDR}/32"], "triton_monitoring_cidrs": [f"{th.HOST_ADDR}/32"],
+               # The controller reads the gateway's stats (drills); th.UNLISTED_ADDR* must time out there.
+               "gateway_monitoring_cidrs": [f"{th.HOST_ADDR}/32", f"{th.HOST_ADDR6}/128"]}
     if repository:
         per_run["triton_model_repository"] = str(fleet.model_repository)
     return ["-i", str(inventory or fleet.inventory), "site.yml", "-e", f"@{E2E_VARS}", "-e", json.dumps(per_run), *extra]
@@ -189,6 +192,27 @@ def test_the_gateway_answers_for_the_fleet(deployed):
     states = server_states(deployed.stats_url)
     for backend in ("triton_http", "triton_grpc", "triton_metrics"):
         assert {states[(backend, name)] for name in GPU} == {"UP"}, states
+
+
+def test_the_gateway_hosts_firewall_keeps_stats_and_metrics_to_monitoring(deployed):
+    """The gateway host's own firewall (gateway role, port_firewall): from an address no list names, HTTP and
+    gRPC get through (clients: everyone by default) while metrics and stats (HAProxy's stats list the
+    backends' addresses) time out, over IPv4 and IPv6; from the listed controller nothing times out; SSH
+    stays open. HAProxy listens on IPv4 only (gateway_bind_address): over IPv6 a port the firewall lets
+    through answers with a refusal, which proves the SYN reached the host's TCP stack."""
+    gw4, gw6 = GATEWAY[1], GATEWAY[2]
+    clients, monitoring = (HTTP, GRPC), (settings.port("metrics"), STATS_PORT)
+    targets4, targets6 = ([(gw, p) for p in (*clients, *monitoring, 22)] for gw in (gw4, gw6))
+    unlisted = {**portprobe.probe(th.UNLISTED_ADDR, targets4), **portprobe.probe(th.UNLISTED_ADDR6, targets6)}
+    through = {gw4: portprobe.CONNECTED, gw6: portprobe.REFUSED}
+    want = {**{(gw, p): through[gw] for gw in (gw4, gw6) for p in clients},
+            **{(gw, p): portprobe.TIMEOUT for gw in (gw4, gw6) for p in monitoring},
+            **{(gw, 22): portprobe.CONNECTED for gw in (gw4, gw6)}}
+    assert unlisted == want, unlisted
+    listed = {**portprobe.probe(th.HOST_ADDR, targets4), **portprobe.probe(th.HOST_ADDR6, targets6)}
+    assert {target: through[target[0]] if target[1] != 22 else portprobe.CONNECTED for target in listed} == listed, listed
+    unit = deployed.hosts[GATEWAY[0]].ssh("systemctl is-enabled tritonops_gateway-firewall.service").stdout.strip()
+    assert unit == "enabled", unit
 
 
 def test_second_run_changes_nothing(deployed):
