@@ -13,7 +13,7 @@ COMMANDS = {
     "validate": ("tritonops.models.validate:main", "validate a model repository: config.pbtxt files, weights, SHA256SUMS-listed files, ensembles"),
     "train": ("tritonops.models.train:main", "fit nn.Linear(3, 1) and write its state_dict"),
     "probe": ("tritonops.serving.prober:main", "a canary's answer checks: every model's samples to the canary and the baseline, answers compared"),
-    "loadtest": ("tritonops.serving.loadgate:main", "run loadtests/linear.py (--model embed: embed.py) headless, gated by its SLO hooks on loadtests/thresholds.toml"),
+    "loadtest": ("tritonops.serving.loadgate:main", "Locust headless, gated by its SLO hooks: linear.py, embed.py, or models.py for any other model (its descriptor's thresholds)"),
     "gateway": ("tritonops.stack.gateway:main", "render the gateway's HAProxy configuration (gateway/haproxy.cfg.j2)"),
     "host-files": ("tritonops.stack.hostfiles:main", "render a host's compose.env and gateway files into a release folder (the Ansible role's controller step)"),
     "prometheus-config": ("tritonops.stack.prometheus:main", "print a monitoring host's Prometheus config from its targets (the Ansible prometheus role's controller step)"),
