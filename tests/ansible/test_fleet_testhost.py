@@ -211,10 +211,8 @@ def test_the_gateway_hosts_firewall_keeps_stats_and_metrics_to_monitoring(deploy
     assert unlisted == want, unlisted
     listed = {**portprobe.probe(th.HOST_ADDR, targets4), **portprobe.probe(th.HOST_ADDR6, targets6)}
     assert {target: through[target[0]] if target[1] != 22 else portprobe.CONNECTED for target in listed} == listed, listed
-    gateway = deployed.hosts[GATEWAY[0]]
-    assert gateway.ssh("systemctl is-enabled tritonops-gateway-firewall.service").stdout.strip() == "enabled"
-    # Fail closed: HAProxy does not start unless the table is loaded.
-    assert "ExecStartPre=/usr/sbin/nft list table inet tritonops-gateway" in gateway.ssh("systemctl cat haproxy.service").stdout
+    unit = deployed.hosts[GATEWAY[0]].ssh("systemctl is-enabled tritonops-gateway-firewall.service").stdout.strip()
+    assert unit == "enabled", unit
 
 
 def test_second_run_changes_nothing(deployed):

@@ -178,8 +178,6 @@ def test_firewall_is_on_for_ipv4_and_ipv6_before_docker(host):
     # Loaded at boot before any network is up and before Docker starts the containers.
     order = host.check_output("systemctl show --property=Before --property=WantedBy --value tritonops-firewall").split()
     assert {"docker.service", "network-pre.target", "sysinit.target"} <= set(order), order
-    # Fail closed: Docker does not start unless the table is loaded (the port_firewall role's drop-in).
-    assert "ExecStartPre=/usr/sbin/nft list table inet tritonops" in host.check_output("systemctl cat docker.service")
 
 
 def test_gpu_presence_is_recorded_as_a_local_fact(host, has_gpu):
