@@ -14,8 +14,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from .. import settings
 
 JOBS = ("triton", "gateway")
@@ -53,7 +51,8 @@ def config(jobs: dict[str, dict], scrape_interval: str, rule_files: list[str]) -
     if rule_files:
         document["rule_files"] = list(rule_files)
     document["scrape_configs"] = [{"job_name": job, **jobs.get(job, {"static_configs": []})} for job in JOBS]
-    return yaml.safe_dump(document, sort_keys=False)
+    # JSON is YAML too: Prometheus reads it, and no YAML writer becomes a runtime dependency.
+    return json.dumps(document, indent=2) + "\n"
 
 
 def compose_config(values: dict[str, str]) -> str:
