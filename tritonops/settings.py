@@ -43,12 +43,17 @@ def port(name: str) -> int:
     return int(get(f"{name.upper()}_PORT"))
 
 
+def host_port(host: str, port_number: int) -> str:
+    """host:port, an IPv6 address in brackets."""
+    return f"[{host}]:{port_number}" if ":" in host else f"{host}:{port_number}"
+
+
 def address_on(server_url: str, role: str) -> str:
     """host:port of a role's endpoint ('http', 'grpc', 'metrics') on the host named by an HTTP URL or
     host:port (a deployed host serves all three on the repo's ports): the one place that derives it."""
     parts = urlsplit(server_url if "://" in server_url else f"http://{server_url}")
     host = parts.hostname or "127.0.0.1"
-    return f"[{host}]:{port(role)}" if ":" in host else f"{host}:{port(role)}"
+    return host_port(host, port(role))
 
 
 MODEL_REPOSITORY = ROOT / get("MODEL_REPOSITORY")

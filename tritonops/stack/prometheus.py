@@ -64,17 +64,12 @@ def compose_config(values: dict[str, str]) -> str:
                   interval, ["alerts.yml"])
 
 
-def _address(host: str, address: str, port: int) -> str:
-    address = address or host
-    return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
 def fleet_config(targets: dict[str, list], scrape_interval: str, rule_files: list[str]) -> str:
     """A monitoring host's: targets maps a job to [[inventory name, address (empty: the name), port], ...]."""
     jobs = {}
     for job, entries in targets.items():
         try:
-            jobs[job] = _static([Target(str(host), _address(str(host), str(address or ""), int(port)))
+            jobs[job] = _static([Target(str(host), settings.host_port(str(address or host), int(port)))
                                  for host, address, port in entries])
         except (TypeError, ValueError) as exc:
             raise PrometheusConfigError(f"targets.{job}: expected [[name, address, port], ...], got {entries!r} ({exc})") from None
