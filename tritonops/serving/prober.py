@@ -71,11 +71,12 @@ def probe(canary: str, baseline: list[str], repository: Path, rounds: int = 1, m
             raise ProbeError(f"baseline {baseline[0]}: model {desc.model}: {exc}") from None
         names = list(datatypes)
         for i, sample in enumerate(desc.samples * rounds):
+            where = f"model {desc.model} sample {i % len(desc.samples)}"
             failure = None
             try:
                 got = smoke.infer(PROTOCOL, canary, desc, sample, names)
             except (InferenceServerException, OSError) as exc:
-                got, failure = None, f"canary {canary}: model {desc.model} sample {i % len(desc.samples)}: {exc}"
+                got, failure = None, f"canary {canary}: {where}: {exc}"
             for server in baseline:
                 try:
                     want = smoke.infer(PROTOCOL, server, desc, sample, names)
@@ -86,8 +87,7 @@ def probe(canary: str, baseline: list[str], repository: Path, rounds: int = 1, m
                 if problem is not None:
                     result.mismatches += 1
                     if got is not None:
-                        problem = (f"model {desc.model} sample {i % len(desc.samples)}: canary {canary} against "
-                                   f"{server}: {problem}")
+                        problem = f"{where}: canary {canary} against {server}: {problem}"
                     result.problems.append(problem)
     return result
 
