@@ -13,7 +13,7 @@ from tritonops import settings
 from tritonops.models import linear
 from tritonops.serving.server import LocalServer, free_port
 
-from needs import DOCKER_MARKERS, NEEDS, UNMARKED_DOCKER_HOST, require
+from needs import DOCKER_MARKERS, NEEDS, UNMARKED_DOCKER_HOST, lane, require
 from repos import linear_only  # noqa: F401  (a helper for the suites; importable from here too)
 
 NEED_TAG = re.compile(r"\[needs (\w+)\] (.*)", re.S)
@@ -30,6 +30,17 @@ def pytest_collection_modifyitems(items):
         limits = [NEEDS[m].timeout_s for m in NEEDS if item.get_closest_marker(m)]
         if limits and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(max(limits)))
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """make test's two lanes (needs.lane): a work unit per lane, so one worker runs each."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Lanes(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return lane(nodeid)
+
+    return Lanes(config, log)
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -111,3 +111,12 @@ def require(marker: str) -> None:
     why = NEEDS[marker].probe()
     if why:
         skip_or_fail(why, need=marker)
+
+
+def lane(nodeid: str) -> str:
+    """make test's lane for a test (pytest-xdist, two workers; tests/conftest.py schedules them): the nspawn test
+    hosts' suites, which wait mostly on SSH and the guests, run in one beside everything else in the other. Within
+    a lane tests keep their order and session fixtures, and no two lanes share a port or a compose project. The
+    scheduler sees only test ids, so the lane comes from the file name; tests/test_needs.py checks that exactly
+    the testhost tests live in *_testhost.py files."""
+    return "testhost" if nodeid.split("::")[0].endswith("_testhost.py") else "host"

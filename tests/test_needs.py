@@ -6,11 +6,15 @@ and requires 0 failures; the guard shown here (tests/conftest.py) catches an unm
 from __future__ import annotations
 
 import os
+import re
+import shlex
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from needs import NEEDS, UNMARKED_DOCKER_HOST
+from needs import NEEDS, UNMARKED_DOCKER_HOST, lane
 
 from tritonops.stack import compose
 
@@ -33,3 +37,37 @@ def test_a_marked_test_finds_them():
 def test_every_need_has_an_enabling_command_and_a_limit():
     for need in NEEDS.values():
         assert need.enable and need.cost and need.timeout_s >= 300, need
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_make_test_runs_the_test_hosts_in_a_lane_of_their_own(request, tmp_path):
+    """make test's workers (needs.lane): the *_testhost.py files on one, every other test on the other. The lane
+    comes from the file name, so a testhost test elsewhere would run beside the test hosts, and a fast test in a
+    *_testhost.py file would wait for them: this session's tests (all of them under make test) are checked."""
+    misplaced = [item.nodeid for item in request.session.items
+                 if (lane(item.nodeid) == "testhost") != bool(item.get_closest_marker("testhost"))]
+    assert not misplaced, "a testhost test outside a *_testhost.py file, or the reverse"
+    recipe = re.search(r"^test:.*\n\t(.*)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    args = shlex.split(recipe)[shlex.split(recipe).index("pytest") + 1:]
+    assert "-n" in args, recipe
+    # Each worker writes the tests it ran (a plugin for this run); --setup-plan runs no fixture: no host boots.
+    (tmp_path / "whereran.py").write_text(
+        "import os\n"
+        "def pytest_runtest_logreport(report):\n"
+        "    if report.when == 'setup' and 'PYTEST_XDIST_WORKER' in os.environ:\n"
+        f"        with open({str(tmp_path)!r} + '/ran-' + os.environ['PYTEST_XDIST_WORKER'], 'a') as f:\n"
+        "            f.write(report.nodeid + '\\n')\n")
+    files = ["tests/test_settings.py", "tests/ansible/test_fleet_testhost.py", "tests/ansible/test_portprobe.py"]
+    # No CI (a missing tool skips, the lane shows all the same), and none of this worker's own xdist variables.
+    env = {k: v for k, v in os.environ.items() if k != "CI" and not k.startswith("PYTEST_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    run = subprocess.run([sys.executable, "-m", "pytest", *args, "-p", "whereran", "-p", "no:cacheprovider",
+                          "--setup-plan", *files], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    lanes: dict[str, set[str]] = {}
+    for ran in tmp_path.glob("ran-*"):
+        for nodeid in ran.read_text().split():
+            lanes.setdefault(lane(nodeid), set()).add(ran.name)
+    assert set(lanes) == {"testhost", "host"}, run.stdout + run.stderr
+    assert all(len(workers) == 1 for workers in lanes.values()) and lanes["testhost"] != lanes["host"], lanes
