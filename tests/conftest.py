@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_xdist_make_scheduler(config, log):
-    """make test's two lanes (needs.lane): a work unit per lane, so one worker runs each."""
+    """make test's lanes (needs.lane): a work unit per lane, so one worker runs each."""
     from xdist.scheduler import LoadScopeScheduling
 
     class Lanes(LoadScopeScheduling):

@@ -42,16 +42,17 @@ def test_every_need_has_an_enabling_command_and_a_limit():
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_make_test_runs_the_test_hosts_in_a_lane_of_their_own(request, tmp_path):
-    """make test's workers (needs.lane): the *_testhost.py files on one, every other test on the other. The lane
+def test_make_test_runs_each_test_host_suite_in_a_lane_of_its_own(request, tmp_path):
+    """make test's workers (needs.lane): each *_testhost.py file on one, every other test on the last. The lane
     comes from the file name, so a testhost test elsewhere would run beside the test hosts, and a fast test in a
     *_testhost.py file would wait for them: this session's tests (all of them under make test) are checked."""
     misplaced = [item.nodeid for item in request.session.items
-                 if (lane(item.nodeid) == "testhost") != bool(item.get_closest_marker("testhost"))]
+                 if (lane(item.nodeid) != "host") != bool(item.get_closest_marker("testhost"))]
     assert not misplaced, "a testhost test outside a *_testhost.py file, or the reverse"
     recipe = re.search(r"^test:.*\n\t(.*)$", (ROOT / "Makefile").read_text(), re.M).group(1)
     args = shlex.split(recipe)[shlex.split(recipe).index("pytest") + 1:]
-    assert "-n" in args, recipe
+    suites = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("*_testhost.py"))
+    assert args[args.index("-n") + 1] == str(len(suites) + 1), f"{recipe}: a worker per lane, {suites} and the rest"
     # Each worker writes the tests it ran (a plugin for this run); --setup-plan runs no fixture: no host boots.
     (tmp_path / "whereran.py").write_text(
         "import os\n"
@@ -59,7 +60,7 @@ def test_make_test_runs_the_test_hosts_in_a_lane_of_their_own(request, tmp_path)
         "    if report.when == 'setup' and 'PYTEST_XDIST_WORKER' in os.environ:\n"
         f"        with open({str(tmp_path)!r} + '/ran-' + os.environ['PYTEST_XDIST_WORKER'], 'a') as f:\n"
         "            f.write(report.nodeid + '\\n')\n")
-    files = ["tests/test_settings.py", "tests/ansible/test_fleet_testhost.py", "tests/ansible/test_portprobe.py"]
+    files = ["tests/test_settings.py", *suites, "tests/ansible/test_portprobe.py"]
     # No CI (a missing tool skips, the lane shows all the same), and none of this worker's own xdist variables.
     env = {k: v for k, v in os.environ.items() if k != "CI" and not k.startswith("PYTEST_")}
     env["PYTHONPATH"] = str(tmp_path)
@@ -69,5 +70,6 @@ def test_make_test_runs_the_test_hosts_in_a_lane_of_their_own(request, tmp_path)
     for ran in tmp_path.glob("ran-*"):
         for nodeid in ran.read_text().split():
             lanes.setdefault(lane(nodeid), set()).add(ran.name)
-    assert set(lanes) == {"testhost", "host"}, run.stdout + run.stderr
-    assert all(len(workers) == 1 for workers in lanes.values()) and lanes["testhost"] != lanes["host"], lanes
+    assert set(lanes) == {"host", *suites}, run.stdout + run.stderr
+    workers = [w for ws in lanes.values() for w in ws]
+    assert len(workers) == len(set(workers)) == len(lanes), f"a lane on more than one worker, or shared: {lanes}"

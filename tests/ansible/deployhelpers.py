@@ -14,7 +14,19 @@ from playbook_runner import PlayResult
 def image_tarballs() -> dict[str, Path]:
     """The CPU project image and the gateway image, each saved by tritonops.stack.images to its tarball
     (built first when missing) with its .sha256 beside it (the role checks it before docker load); a
-    tarball is reused while it holds the image as it is now."""
+    tarball is reused while it holds the image as it is now. One process at a time: make test's lanes
+    start both end-to-end suites at once, and two saves to one file would interleave."""
+    import fcntl
+
+    from tritonops.stack import images
+
+    images.CACHE.mkdir(parents=True, exist_ok=True)
+    with open(images.CACHE / ".save.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _image_tarballs()
+
+
+def _image_tarballs() -> dict[str, Path]:
     from tritonops.stack import images
 
     flavour = images.FLAVOURS["cpu"]

@@ -44,8 +44,12 @@ E2E_VARS = HERE / "testhost_vars.yml"
 HTTP, GRPC = settings.port("http"), settings.port("grpc")
 STATS_PORT = int(settings.get("GATEWAY_STATS_PORT"))
 PROMETHEUS_PORT = int(settings.get("PROMETHEUS_PORT"))
-GPU = {"tritonops-gpu1": ("10.213.0.11", "fd00:213::11"), "tritonops-gpu2": ("10.213.0.12", "fd00:213::12")}
-GATEWAY = ("tritonops-gw", "10.213.0.13", "fd00:213::13")
+# A test network of its own: make test runs this suite beside the one-host suite (tests/needs.py lane).
+NETWORK = th.Network(214)
+CONTROLLER, CONTROLLER6 = NETWORK.address(1), NETWORK.address6(1)
+UNLISTED, UNLISTED6 = NETWORK.address(3), NETWORK.address6(3)  # the host side's second address: no list names it
+GPU = {name: (NETWORK.address(n), NETWORK.address6(n)) for name, n in (("tritonops-gpu1", 11), ("tritonops-gpu2", 12))}
+GATEWAY = ("tritonops-gw", NETWORK.address(13), NETWORK.address6(13))
 REPORTS = settings.ROOT / "reports" / "fleet"
 # (b)'s bounds, from measurements on this 2-core box (docs/fleet.md). Leaving rotation = the kill
 # (0.5-0.75 s over SSH) + up to 1 s to the next check (inter) + 2.0 s that check waits in the host's own
@@ -92,7 +96,7 @@ def fleet(tmp_path_factory):
     snapshot = linear_only_snapshot(work / "model_repository")
     started = time.monotonic()
     specs = [(name, a4, a6) for name, (a4, a6) in GPU.items()] + [GATEWAY]
-    with th.TestHost.many([th.TestHost(name=name, address=a4, address6=a6) for name, a4, a6 in specs]) as guests:
+    with th.TestHost.many([th.TestHost(name=name, address=a4, address6=a6, network=NETWORK) for name, a4, a6 in specs]) as guests:
         hosts = {g.name: g for g in guests}
         print(f"\n{len(hosts)} test hosts up in {time.monotonic() - started:.0f} s")
         yield Fleet(hosts, write_inventory(work / "inventory.yml", hosts, list(GPU)), snapshot, tarballs)
@@ -104,9 +108,9 @@ def site_args(fleet: Fleet, *extra: str, inventory: Path | None = None, reposito
     (extra vars would override them)."""
     per_run = {**{knob: str(path) for knob, path in fleet.image_tarballs.items()},
                # The controller sends each host's direct check; the gateway host is allowed by the inventory.
-               "triton_client_cidrs": [f"{th.HOST_ADDR}/32"], "triton_monitoring_cidrs": [f"{th.HOST_ADDR}/32"],
-               # The controller reads the gateway's stats (drills); th.UNLISTED_ADDR* must time out there.
-               "gateway_monitoring_cidrs": [f"{th.HOST_ADDR}/32", f"{th.HOST_ADDR6}/128"]}
+               "triton_client_cidrs": [f"{CONTROLLER}/32"], "triton_monitoring_cidrs": [f"{CONTROLLER}/32"],
+               # The controller reads the gateway's stats (drills); UNLISTED* must time out there.
+               "gateway_monitoring_cidrs": [f"{CONTROLLER}/32", f"{CONTROLLER6}/128"]}
     if repository:
         per_run["triton_model_repository"] = str(fleet.model_repository)
     return ["-i", str(inventory or fleet.inventory), "site.yml", "-e", f"@{E2E_VARS}", "-e", json.dumps(per_run), *extra]
@@ -203,13 +207,13 @@ def test_the_gateway_hosts_firewall_keeps_stats_and_metrics_to_monitoring(deploy
     gw4, gw6 = GATEWAY[1], GATEWAY[2]
     clients, monitoring = (HTTP, GRPC), (settings.port("metrics"), STATS_PORT)
     targets4, targets6 = ([(gw, p) for p in (*clients, *monitoring, 22)] for gw in (gw4, gw6))
-    unlisted = {**portprobe.probe(th.UNLISTED_ADDR, targets4), **portprobe.probe(th.UNLISTED_ADDR6, targets6)}
+    unlisted = {**portprobe.probe(UNLISTED, targets4), **portprobe.probe(UNLISTED6, targets6)}
     through = {gw4: portprobe.CONNECTED, gw6: portprobe.REFUSED}
     want = {**{(gw, p): through[gw] for gw in (gw4, gw6) for p in clients},
             **{(gw, p): portprobe.TIMEOUT for gw in (gw4, gw6) for p in monitoring},
             **{(gw, 22): portprobe.CONNECTED for gw in (gw4, gw6)}}
     assert unlisted == want, unlisted
-    listed = {**portprobe.probe(th.HOST_ADDR, targets4), **portprobe.probe(th.HOST_ADDR6, targets6)}
+    listed = {**portprobe.probe(CONTROLLER, targets4), **portprobe.probe(CONTROLLER6, targets6)}
     assert {target: through[target[0]] if target[1] != 22 else portprobe.CONNECTED for target in listed} == listed, listed
     unit = deployed.hosts[GATEWAY[0]].ssh("systemctl is-enabled tritonops-gateway-firewall.service").stdout.strip()
     assert unit == "enabled", unit

@@ -2,11 +2,11 @@
 
 Each guest boots systemd from a debootstrap rootfs (cached as a zstd tarball under .cache/testhost/,
 rebuilt when missing), gets its own address (default 10.213.0.2/24 and fd00:213::2/64) on a veth
-into one bridge, tritonops-br, shared by every guest of this process. The bridge holds the host
-side, 10.213.0.1 and fd00:213::1 (plus 10.213.0.3 and fd00:213::3: a second, unlisted address that
-firewall drills send from, never picked as a source unless a socket binds it), so guests reach the
-controller and each other. They reach Debian's archive only through one apt-cacher-ng bound to
-10.213.0.1, and can run Docker (pure cgroup v2 tree, keyring and bpf syscalls allowed). A reboot
+into its network's bridge (default tritonops-br213), shared by every guest of that network in this
+process. The bridge holds the host side, 10.213.0.1 and fd00:213::1 (plus 10.213.0.3 and fd00:213::3:
+a second, unlisted address that firewall drills send from, never picked as a source unless a socket
+binds it), so guests reach the controller and each other. They reach Debian's archive only through
+the network's apt-cacher-ng bound to 10.213.0.1, and can run Docker (pure cgroup v2 tree, keyring and bpf syscalls allowed). A reboot
 inside a guest (nspawn exits 133) boots it again, so Ansible's reboot and "comes back after a
 reboot" can be tested. The first guest to start brings the bridge and the proxy up; the last to
 stop takes them down.
@@ -34,23 +34,55 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from tritonops import settings
 
 MACHINE = "tritonops-e2e"  # the default guest's name
-BRIDGE = "tritonops-br"  # holds the host side; each guest's veth is a port of it (guest side: host0)
-BRIDGE_MAC = "02:00:0a:d5:00:01"  # fixed, else the bridge takes its lowest port's MAC: guests' ARP entries go stale
-NET, NET6 = "10.213.0.", "fd00:213::"  # guest number N: NET + N and NET6 + N (same digits)
-HOST_ADDR, GUEST_ADDR, PREFIX = "10.213.0.1", "10.213.0.2", 24
-HOST_ADDR6, GUEST_ADDR6, PREFIX6 = "fd00:213::1", "fd00:213::2", 64  # ULA: private, never routed
-UNLISTED_ADDR, UNLISTED_ADDR6 = "10.213.0.3", "fd00:213::3"  # host side too; no firewall lists them
-# br_netfilter (bridge-nf-call-iptables=1 here) sends bridged frames through iptables FORWARD, where
-# a Docker engine on the controller sets policy DROP: this rule lets guest-to-guest traffic through.
-# (The bridge's own nf_call_iptables 0 cannot help: the kernel checks it OR the global sysctl.)
-FORWARD_RULE = ["FORWARD", "-i", BRIDGE, "-o", BRIDGE, "-m", "comment", "--comment", "tritonops testhost",
-                "-j", "ACCEPT"]
+PREFIX, PREFIX6 = 24, 64
 APT_PROXY_PORT = 13142  # not 3142: a system apt-cacher-ng may hold that one
+
+
+@dataclass(frozen=True)
+class Network:
+    """One test network, numbered n: the bridge tritonops-brN holds the host side, 10.n.0.1 and fd00:n::1 (plus
+    10.n.0.3 and fd00:n::3, unlisted), and guest number G gets 10.n.0.G and fd00:n::G. Two networks never meet, so
+    two processes (make test's lanes: the one-host suite and the fleet) each boot guests on their own."""
+    number: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.number <= 255:
+            raise ValueError(f"test network {self.number}: expected 1-255 (the second octet of 10.n.0.0/24)")
+
+    @property
+    def bridge(self) -> str:  # each guest's veth is a port of it (guest side: host0)
+        return f"tritonops-br{self.number}"
+
+    @property
+    def bridge_mac(self) -> str:  # fixed, else the bridge takes its lowest port's MAC: guests' ARP entries go stale
+        return f"02:00:0a:{self.number:02x}:00:01"
+
+    def address(self, guest: int) -> str:
+        return f"10.{self.number}.0.{guest}"
+
+    def address6(self, guest: int) -> str:  # ULA: private, never routed
+        return f"fd00:{self.number}::{guest}"
+
+    @property
+    def forward_rule(self) -> list[str]:
+        # br_netfilter (bridge-nf-call-iptables=1 here) sends bridged frames through iptables FORWARD, where
+        # a Docker engine on the controller sets policy DROP: this rule lets guest-to-guest traffic through.
+        # (The bridge's own nf_call_iptables 0 cannot help: the kernel checks it OR the global sysctl.)
+        return ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-m", "comment", "--comment", "tritonops testhost",
+                "-j", "ACCEPT"]
+
+
+NETWORK = Network(213)  # the default; the fleet suite boots its guests on one of its own
+BRIDGE = NETWORK.bridge
+HOST_ADDR, GUEST_ADDR = NETWORK.address(1), NETWORK.address(2)
+HOST_ADDR6, GUEST_ADDR6 = NETWORK.address6(1), NETWORK.address6(2)
+UNLISTED_ADDR, UNLISTED_ADDR6 = NETWORK.address(3), NETWORK.address6(3)  # host side too; no firewall lists them
 SUITE = settings.get("DEBIAN_SUITE")
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = "systemd,systemd-sysv,dbus,openssh-server,python3,python3-apt,sudo,iproute2"
@@ -84,8 +116,13 @@ _build_lock = threading.Lock()  # guests booted side by side build the rootfs on
 
 
 def build_rootfs() -> Path:
-    """debootstrap the guest's rootfs once (50-90 s) and keep it as a tarball."""
-    with _build_lock:
+    """debootstrap the guest's rootfs once (50-90 s) and keep it as a tarball: once per machine, as the
+    file lock holds other processes (make test's lanes) until it is there."""
+    import fcntl
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with _build_lock, open(CACHE / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         return _build_rootfs()
 
 
@@ -126,11 +163,12 @@ def _own_cgroups() -> list[Path]:
     return sorted(found)
 
 
-class _Network:
-    """The bridge, its host-side addresses, the FORWARD rule and the apt proxy: one set, shared by
-    the guests running in this process; up with the first guest, down with the last."""
+class _Bridge:
+    """A network's bridge, its host-side addresses, the FORWARD rule and the apt proxy: one set, shared by
+    the guests of that network running in this process; up with the first guest, down with the last."""
 
-    def __init__(self) -> None:
+    def __init__(self, network: Network) -> None:
+        self.net = network
         self.lock = threading.Lock()
         self.guests: dict[str, TestHost] = {}
         self._acng: subprocess.Popen | None = None
@@ -155,21 +193,23 @@ class _Network:
                     self._down()
 
     def _up(self) -> None:
-        if Path(f"/sys/class/net/{BRIDGE}").exists():
-            raise TestHostError(f"{BRIDGE} already exists and no test host of this process made it: another "
-                                f"process runs test hosts, or one was left over (remove it: ip link del {BRIDGE})")
+        net, bridge = self.net, self.net.bridge
+        if Path(f"/sys/class/net/{bridge}").exists():
+            raise TestHostError(f"{bridge} already exists and no test host of this process made it: another "
+                                f"process runs test hosts on network {net.number}, or one was left over "
+                                f"(remove it: ip link del {bridge})")
         try:
-            _run(["ip", "link", "add", "name", BRIDGE, "type", "bridge"])
-            _run(["ip", "link", "set", "dev", BRIDGE, "address", BRIDGE_MAC])
-            _run(["ip", "addr", "add", f"{HOST_ADDR}/{PREFIX}", "dev", BRIDGE])
-            _run(["ip", "addr", "add", f"{UNLISTED_ADDR}/{PREFIX}", "dev", BRIDGE])  # secondary: never a default source
-            _run(["ip", "addr", "add", f"{HOST_ADDR6}/{PREFIX6}", "dev", BRIDGE, "nodad"])
+            _run(["ip", "link", "add", "name", bridge, "type", "bridge"])
+            _run(["ip", "link", "set", "dev", bridge, "address", net.bridge_mac])
+            _run(["ip", "addr", "add", f"{net.address(1)}/{PREFIX}", "dev", bridge])
+            _run(["ip", "addr", "add", f"{net.address(3)}/{PREFIX}", "dev", bridge])  # secondary: never a default source
+            _run(["ip", "addr", "add", f"{net.address6(1)}/{PREFIX6}", "dev", bridge, "nodad"])
             # Deprecated (preferred_lft 0): IPv6 picks it as a source only for sockets bound to it.
-            _run(["ip", "addr", "add", f"{UNLISTED_ADDR6}/{PREFIX6}", "dev", BRIDGE, "nodad", "preferred_lft", "0"])
-            _run(["ip", "link", "set", BRIDGE, "up"])
+            _run(["ip", "addr", "add", f"{net.address6(3)}/{PREFIX6}", "dev", bridge, "nodad", "preferred_lft", "0"])
+            _run(["ip", "link", "set", bridge, "up"])
             for iptables in filter(shutil.which, ("iptables", "ip6tables")):
-                if subprocess.run([iptables, "-C", *FORWARD_RULE], capture_output=True).returncode:
-                    _run([iptables, "-I", *FORWARD_RULE])  # (present already: left by a killed run, reused)
+                if subprocess.run([iptables, "-C", *net.forward_rule], capture_output=True).returncode:
+                    _run([iptables, "-I", *net.forward_rule])  # (present already: left by a killed run, reused)
             self._start_apt_proxy()
         except BaseException:
             self._down()
@@ -188,36 +228,43 @@ class _Network:
             shutil.rmtree(self._acng_dir, ignore_errors=True)
             self._acng_dir = None
         for iptables in filter(shutil.which, ("iptables", "ip6tables")):
-            subprocess.run([iptables, "-D", *FORWARD_RULE], capture_output=True)
-        if Path(f"/sys/class/net/{BRIDGE}").exists():
-            subprocess.run(["ip", "link", "del", BRIDGE], capture_output=True)
+            subprocess.run([iptables, "-D", *self.net.forward_rule], capture_output=True)
+        if Path(f"/sys/class/net/{self.net.bridge}").exists():
+            subprocess.run(["ip", "link", "del", self.net.bridge], capture_output=True)
 
     def _start_apt_proxy(self) -> None:
-        """apt-cacher-ng on the bridge's address; its cache survives runs under .cache/."""
+        """apt-cacher-ng on the bridge's address; its cache (one per network: two proxies never share one)
+        survives runs under .cache/."""
         self._acng_dir = conf = Path(tempfile.mkdtemp(prefix="tritonops-testnet-", dir="/var/tmp"))
-        cache = CACHE / "apt-cacher-ng"
+        cache = CACHE / f"apt-cacher-ng-{self.net.number}"
         cache.mkdir(parents=True, exist_ok=True)
         (conf / "acng.conf").write_text(
-            f"CacheDir: {cache}\nLogDir: {conf}\nPort: {APT_PROXY_PORT}\nBindAddress: {HOST_ADDR}\n"
+            f"CacheDir: {cache}\nLogDir: {conf}\nPort: {APT_PROXY_PORT}\nBindAddress: {self.net.address(1)}\n"
             f"SocketPath: {conf}/socket\nPidFile: {conf}/pid\nForeGround: 1\n")
         with open(conf / "stdout.log", "wb") as log:
             self._acng = subprocess.Popen(["apt-cacher-ng", "-c", str(conf)], stdin=subprocess.DEVNULL,
                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-_network = _Network()
+_bridges: dict[Network, _Bridge] = {}
+_bridges_lock = threading.Lock()
+
+
+def _bridge(network: Network) -> _Bridge:
+    with _bridges_lock:
+        return _bridges.setdefault(network, _Bridge(network))
 
 
 class TestHost:
     """Boot the guest on enter, power it off and delete everything on exit (even after errors).
 
     name is its machine name, hostname, SSH Host entry and inventory name; address and address6 lie
-    on the test network (10.213.0.0/24, fd00:213::/64). TestHost.numbered(name, N) picks both from N;
+    on its test network (default 10.213.0.0/24, fd00:213::/64). TestHost.numbered(name, N) picks both from N;
     TestHost.many(hosts) boots several side by side."""
 
     def __init__(self, name: str = MACHINE, address: str = GUEST_ADDR, address6: str = GUEST_ADDR6,
-                 workdir: Path | None = None, boot_timeout: float = 90):
-        self.name, self.address, self.address6 = name, address, address6
+                 workdir: Path | None = None, boot_timeout: float = 90, network: Network = NETWORK):
+        self.name, self.address, self.address6, self.network = name, address, address6, network
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"tritonops-testhost-{name}-", dir="/var/tmp"))
         self.root = self.workdir / "root"
         self.key = self.workdir / "id_ed25519"
@@ -233,11 +280,11 @@ class TestHost:
         self._supervisor_error: BaseException | None = None
 
     @classmethod
-    def numbered(cls, name: str, number: int, **kwargs) -> "TestHost":
-        """Guest number N of the test network: 10.213.0.N and fd00:213::N (1 and 3 are the host's)."""
+    def numbered(cls, name: str, number: int, network: Network = NETWORK, **kwargs) -> "TestHost":
+        """Guest number N of a test network: 10.n.0.N and fd00:n::N (1 and 3 are the host's)."""
         if number in (1, 3) or not 2 <= number <= 254:
             raise ValueError(f"{name}: guest number {number} must be 2 or 4-254 (1 and 3 are the host side's)")
-        return cls(name, f"{NET}{number}", f"{NET6}{number}", **kwargs)
+        return cls(name, network.address(number), network.address6(number), network=network, **kwargs)
 
     @staticmethod
     @contextlib.contextmanager
@@ -270,7 +317,7 @@ class TestHost:
             raise TestHostError(f"missing tools: {', '.join(missing)} (apt-get install debootstrap "
                                 "systemd-container apt-cacher-ng openssh-client zstd iproute2)")
         tarball = build_rootfs()
-        _network.join(self)
+        _bridge(self.network).join(self)
         self.root.mkdir(parents=True)
         _run(["tar", "-C", str(self.root), "--zstd", "-xf", str(tarball)])
         self._configure_rootfs()
@@ -302,7 +349,7 @@ class TestHost:
                 self._nspawn.wait()
         if self._supervisor:
             self._supervisor.join(timeout=10)
-        _network.leave(self)
+        _bridge(self.network).leave(self)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     # -- guest -----------------------------------------------------------------------------------
@@ -329,7 +376,7 @@ class TestHost:
         # The lists were emptied when the rootfs was cached: make apt's cache look stale, not fresh.
         os.utime(root / "var" / "lib" / "apt" / "lists", (0, 0))
         (root / "etc" / "apt" / "apt.conf.d" / "01proxy").write_text(
-            f'Acquire::http::Proxy "http://{HOST_ADDR}:{APT_PROXY_PORT}/";\n')
+            f'Acquire::http::Proxy "http://{self.network.address(1)}:{APT_PROXY_PORT}/";\n')
         self.ssh_config.write_text(
             f"Host {self.name} {self.address}\n  HostName {self.address}\n  User root\n  IdentityFile {self.key}\n"
             "  IdentitiesOnly yes\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n"
@@ -346,7 +393,7 @@ class TestHost:
         return ["systemd-nspawn", "--boot", f"--directory={self.root}", f"--machine={self.name}",
                 # --private-network stated, not left implied: the guest's Docker must never touch the
                 # host's docker0 or iptables.
-                "--register=no", "--keep-unit", "--private-network", f"--network-bridge={BRIDGE}",
+                "--register=no", "--keep-unit", "--private-network", f"--network-bridge={self.network.bridge}",
                 "--system-call-filter=@keyring", "--system-call-filter=bpf", "--console=pipe"]
 
     def _supervise(self) -> None:
