@@ -435,6 +435,34 @@ def test_unlisted_address_times_out_on_every_port(deployed):
     assert set(ssh.values()) == {portprobe.CONNECTED}, f"the firewall touched SSH: {ssh}"
 
 
+def test_the_firewall_fails_closed(deployed):
+    """Docker requires the firewall (the port_firewall role's drop-in): while its rules cannot load, Docker does
+    not start. Restarting Debian's nftables.service, which flushes the whole ruleset, leaves the table in
+    place. The unlisted address times out throughout; the model answers after."""
+    rules = yaml.safe_load((settings.ROOT / "ansible/roles/triton/defaults/main.yml").read_text())["triton_firewall_rules"]
+    http = [(th.GUEST_ADDR, HTTP)]
+    restarted = deployed.ssh("systemctl restart nftables.service && nft list table inet tritonops >/dev/null", check=False)
+    assert restarted.returncode == 0, f"the table is gone after nftables.service restarted: {restarted.stderr}"
+    assert portprobe.probe(th.UNLISTED_ADDR, http) == dict.fromkeys(http, portprobe.TIMEOUT)
+    # Docker stopped (live-restore: the containers keep serving, behind the table a failed nft -f leaves as it
+    # was), the rules broken, the firewall's unit stopped: starting Docker must fail on the dependency.
+    deployed.ssh(f"cp {rules} {rules}.drill && echo 'not nftables' >> {rules} && "
+                 "systemctl stop docker.socket docker.service tritonops-firewall.service")
+    try:
+        start = deployed.ssh("systemctl start docker.service", check=False)
+        states = deployed.ssh("systemctl is-active docker.service tritonops-firewall.service", check=False).stdout.split()
+        unlisted = portprobe.probe(th.UNLISTED_ADDR, http)
+    finally:
+        deployed.ssh(f"mv {rules}.drill {rules} && systemctl start docker.socket docker.service")
+    print(f"\nDocker without its firewall: {start.stderr.strip()!r}, states {states}")
+    assert start.returncode != 0 and "dependency" in start.stderr.lower(), start
+    assert states == ["inactive", "failed"], states
+    assert unlisted == dict.fromkeys(http, portprobe.TIMEOUT), unlisted
+    states = deployed.ssh("systemctl is-active docker.service tritonops-firewall.service", check=False).stdout.split()
+    assert states == ["active", "active"], states
+    wait_for_answers(deployed, timeout=60)
+
+
 def test_management_apis_need_this_hosts_admin_key(deployed):
     """Restricted management APIs on the host: its key was generated on the controller (0600), sits on
     the host 0400 for the container's user in a root-only folder, never shows in the play's output or

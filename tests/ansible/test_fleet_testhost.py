@@ -215,8 +215,16 @@ def test_the_gateway_hosts_firewall_keeps_stats_and_metrics_to_monitoring(deploy
     assert unlisted == want, unlisted
     listed = {**portprobe.probe(CONTROLLER, targets4), **portprobe.probe(CONTROLLER6, targets6)}
     assert {target: through[target[0]] if target[1] != 22 else portprobe.CONNECTED for target in listed} == listed, listed
-    unit = deployed.hosts[GATEWAY[0]].ssh("systemctl is-enabled tritonops-gateway-firewall.service").stdout.strip()
+    gateway = deployed.hosts[GATEWAY[0]]
+    unit = gateway.ssh("systemctl is-enabled tritonops-gateway-firewall.service").stdout.strip()
     assert unit == "enabled", unit
+    # Fail closed like the GPU hosts': HAProxy requires the firewall, and a restart of Debian's nftables.service
+    # (which flushes the ruleset) leaves the table in place.
+    needs = gateway.ssh("systemctl show --property=Requires --property=After --value haproxy.service").stdout.split()
+    assert "tritonops-gateway-firewall.service" in needs, needs
+    gateway.ssh("systemctl restart nftables.service && nft list table inet tritonops-gateway >/dev/null")
+    metrics = [(gw4, settings.port("metrics"))]
+    assert portprobe.probe(UNLISTED, metrics) == dict.fromkeys(metrics, portprobe.TIMEOUT)
 
 
 def test_second_run_changes_nothing(deployed):

@@ -178,6 +178,13 @@ def test_firewall_is_on_for_ipv4_and_ipv6_before_docker(host):
     # Loaded at boot before any network is up and before Docker starts the containers.
     order = host.check_output("systemctl show --property=Before --property=WantedBy --value tritonops-firewall").split()
     assert {"docker.service", "network-pre.target", "sysinit.target"} <= set(order), order
+    # Fail closed: Docker requires it (a drop-in), so rules that do not load keep Docker stopped.
+    needs = host.check_output("systemctl show --property=Requires --property=After --value docker.service").split()
+    assert "tritonops-firewall.service" in needs, needs
+    # Debian's nftables.service flushes the ruleset: its drop-in loads the table again after it.
+    rules = yaml.safe_load((settings.ROOT / "ansible/roles/triton/defaults/main.yml").read_text())["triton_firewall_rules"]
+    reapply = host.check_output("systemctl show --property=ExecStartPost --property=ExecReload --value nftables.service")
+    assert reapply.count(rules) >= 2, reapply
 
 
 def test_gpu_presence_is_recorded_as_a_local_fact(host, has_gpu):
