@@ -75,9 +75,9 @@ actionlint: $(ACTIONLINT_STAMP) ## actionlint on .github/workflows/* alone (make
 docs: $(VENV_STAMP) ## build the docs site (docs/, mkdocs --strict) into build/site
 	$(VENV)/bin/mkdocs build --strict --site-dir build/site
 
-# A lane per worker (tests/needs.py lane): each nspawn suite, on a test network of its own, beside the rest.
+# Two lanes, a worker each (tests/needs.py lane): the nspawn suites beside the rest.
 test: $(VENV_STAMP) models ## run the whole test suite (what CI runs)
-	$(VENV)/bin/python -m pytest -n 3 --dist loadscope
+	$(VENV)/bin/python -m pytest -n 2 --dist loadscope
 
 test-fast: $(VENV_STAMP) models ## tests that need no Docker engine, compose or test host
 	$(VENV)/bin/python -m pytest -m "not docker and not compose and not testhost"

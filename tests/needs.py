@@ -114,11 +114,11 @@ def require(marker: str) -> None:
 
 
 def lane(nodeid: str) -> str:
-    """make test's lane for a test (pytest-xdist, a worker per lane; tests/conftest.py schedules them): each nspawn
-    suite (a *_testhost.py file, on a test network of its own), which waits mostly on SSH and its guests, runs
-    in a lane of its own beside everything else in the last. Within a lane tests keep their order and session
-    fixtures, and no two lanes share a port, a compose project or a bridge. The scheduler sees only test ids, so
-    the lane comes from the file name; tests/test_needs.py checks that exactly the testhost tests live in
-    *_testhost.py files."""
-    path = nodeid.split("::")[0]
-    return path if path.endswith("_testhost.py") else "host"
+    """make test's lane for a test (pytest-xdist, a worker per lane; tests/conftest.py schedules them): the nspawn
+    suites (the *_testhost.py files), which wait mostly on SSH and their guests, run in one beside everything
+    else in the other. Within a lane tests keep their order and session fixtures, and no two lanes share a port,
+    a compose project or a test network. The scheduler sees only test ids, so the lane comes from the file name;
+    tests/test_needs.py checks that exactly the testhost tests live in *_testhost.py files. (The two nspawn
+    suites each have a test network of their own, so they could run in lanes of their own too; with two lanes
+    this 2-core box was already 86% busy on average, docs/development.md.)"""
+    return "testhost" if nodeid.split("::")[0].endswith("_testhost.py") else "host"
