@@ -120,5 +120,5 @@ def lane(nodeid: str) -> str:
     a compose project or a test network. The scheduler sees only test ids, so the lane comes from the file name;
     tests/test_needs.py checks that exactly the testhost tests live in *_testhost.py files. (The two nspawn
     suites each have a test network of their own, so they could run in lanes of their own too; with two lanes
-    this 2-core box was already 86% busy on average, docs/development.md.)"""
+    this 2-core box was already 87-88% busy on average, docs/development.md.)"""
     return "testhost" if nodeid.split("::")[0].endswith("_testhost.py") else "host"
