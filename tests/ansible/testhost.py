@@ -6,10 +6,11 @@ into its network's bridge (default tritonops-br213), shared by every guest of th
 process. The bridge holds the host side, 10.213.0.1 and fd00:213::1 (plus 10.213.0.3 and fd00:213::3:
 a second, unlisted address that firewall drills send from, never picked as a source unless a socket
 binds it), so guests reach the controller and each other. They reach Debian's archive only through
-the network's apt-cacher-ng bound to 10.213.0.1, and can run Docker (pure cgroup v2 tree, keyring and bpf syscalls allowed). A reboot
-inside a guest (nspawn exits 133) boots it again, so Ansible's reboot and "comes back after a
-reboot" can be tested. The first guest to start brings the bridge and the proxy up; the last to
-stop takes them down.
+the network's apt-cacher-ng bound to 10.213.0.1, and can run Docker (pure cgroup v2 tree, keyring and
+bpf syscalls allowed). A reboot inside a guest (nspawn exits 133) boots it again, so Ansible's reboot
+and "comes back after a reboot" can be tested. The first guest of a network to start brings its
+bridge and proxy up; the last to stop takes them down. Other networks (testhost.Network(n)) never
+meet it: the fleet suite boots its guests on 10.214.0.0/24 beside the one-host suite.
 
     with TestHost() as host:            # or: make testhost-shell  (keeps it up until Ctrl-C)
         host.ssh("systemctl is-system-running --wait")
@@ -79,7 +80,6 @@ class Network:
 
 
 NETWORK = Network(213)  # the default; the fleet suite boots its guests on one of its own
-BRIDGE = NETWORK.bridge
 HOST_ADDR, GUEST_ADDR = NETWORK.address(1), NETWORK.address(2)
 HOST_ADDR6, GUEST_ADDR6 = NETWORK.address6(1), NETWORK.address6(2)
 UNLISTED_ADDR, UNLISTED_ADDR6 = NETWORK.address(3), NETWORK.address6(3)  # host side too; no firewall lists them
